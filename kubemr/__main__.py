@@ -1,0 +1,5 @@
+import sys
+
+from kubemr.cli import main
+
+sys.exit(main())

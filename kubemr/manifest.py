@@ -1,0 +1,147 @@
+"""The MapReduceJob manifest: parse, validate against the CRD schema, apply defaults.
+
+The schema is the CRD's (crds/mapreducejob.yaml, shipped in kubemr/crd/), so the local runner
+refuses what the API server refuses, with a message naming the field.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import yaml
+
+from kubemr.errors import ManifestError
+
+API_VERSION = "kubemr.io/v1alpha1"
+KIND = "MapReduceJob"
+_CRD_PATH = os.path.join(os.path.dirname(__file__), "crd", "mapreducejob.yaml")
+_TYPES = {
+    "object": dict, "array": list, "string": str, "boolean": bool,
+    "integer": int, "number": (int, float),
+}
+
+
+@cache
+def crd() -> dict:
+    with open(_CRD_PATH) as f:
+        return yaml.safe_load(f)
+
+
+def spec_schema() -> dict:
+    return crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+
+
+def _validate(value: Any, schema: dict, path: str) -> Any:
+    """Check `value` against an OpenAPI v3 schema; return it with defaults filled in."""
+    expected = schema.get("type")
+    if expected:
+        ok = isinstance(value, _TYPES[expected]) and not (
+            expected in ("integer", "number") and isinstance(value, bool)
+        )
+        if not ok:
+            raise ManifestError(f"{path}: expected {expected}, got {type(value).__name__} "
+                                f"{value!r:.60}")
+    if "enum" in schema and value not in schema["enum"]:
+        raise ManifestError(f"{path}: {value!r} is not one of {', '.join(schema['enum'])}")
+    if "minimum" in schema and value < schema["minimum"]:
+        raise ManifestError(f"{path}: {value} is below the minimum {schema['minimum']}")
+    if "maximum" in schema and value > schema["maximum"]:
+        raise ManifestError(f"{path}: {value} is above the maximum {schema['maximum']}")
+    if "minLength" in schema and len(value) < schema["minLength"]:
+        raise ManifestError(f"{path}: must not be empty")
+    if expected == "array":
+        return [_validate(v, schema.get("items", {}), f"{path}[{i}]") for i, v in enumerate(value)]
+    if expected != "object" or schema.get("x-kubernetes-preserve-unknown-fields"):
+        return value
+    properties = schema.get("properties", {})
+    result = {}
+    for name, sub in value.items():
+        if name in properties:
+            result[name] = _validate(sub, properties[name], f"{path}.{name}")
+        elif "additionalProperties" in schema:
+            result[name] = _validate(sub, schema["additionalProperties"], f"{path}.{name}")
+        else:
+            close = difflib.get_close_matches(name, properties, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ManifestError(f"{path}: unknown field {name!r}{hint}")
+    for name in schema.get("required", []):
+        if name not in result:
+            raise ManifestError(f"{path}.{name}: required field is missing")
+    for name, sub in properties.items():
+        if name not in result and "default" in sub:
+            result[name] = copy.deepcopy(sub["default"])
+    return result
+
+
+@dataclass
+class JobSpec:
+    """A validated job: its name and its spec with every default filled in."""
+
+    name: str
+    spec: dict
+    namespace: str = "default"
+
+    @property
+    def input_uris(self) -> list[str]:
+        return self.spec["input"]["uris"]
+
+    @property
+    def reducers(self) -> int:
+        return self.spec["reducers"]
+
+    @property
+    def max_attempts(self) -> int:
+        return self.spec["maxAttempts"]
+
+    def to_manifest(self) -> dict:
+        return {"apiVersion": API_VERSION, "kind": KIND,
+                "metadata": {"name": self.name, "namespace": self.namespace},
+                "spec": copy.deepcopy(self.spec)}
+
+
+def parse_manifest(doc: Any, source: str = "manifest") -> JobSpec:
+    if not isinstance(doc, dict):
+        raise ManifestError(f"{source}: expected a MapReduceJob mapping, got {type(doc).__name__}")
+    if doc.get("apiVersion") != API_VERSION:
+        raise ManifestError(f"{source}: apiVersion must be {API_VERSION}, "
+                            f"got {doc.get('apiVersion')!r}")
+    if doc.get("kind") != KIND:
+        raise ManifestError(f"{source}: kind must be {KIND}, got {doc.get('kind')!r}")
+    unknown = set(doc) - {"apiVersion", "kind", "metadata", "spec", "status"}
+    if unknown:
+        raise ManifestError(f"{source}: unknown top-level field {sorted(unknown)[0]!r}")
+    metadata = doc.get("metadata") or {}
+    name = metadata.get("name")
+    if not isinstance(name, str) or not name:
+        raise ManifestError(f"{source}: metadata.name is required")
+    if "spec" not in doc:
+        raise ManifestError(f"{source}: spec: required field is missing")
+    spec = _validate(doc["spec"], spec_schema(), "spec")
+    inputs = spec["input"]
+    if ("uri" in inputs) == ("uris" in inputs):
+        raise ManifestError("spec.input: give exactly one of uri and uris")
+    inputs["uris"] = inputs.pop("uris", None) or [inputs.pop("uri")]
+    if not inputs["uris"]:
+        raise ManifestError("spec.input.uris: give at least one input URI")
+    return JobSpec(name=name, spec=spec, namespace=metadata.get("namespace", "default"))
+
+
+def load_manifest(path: str) -> JobSpec:
+    try:
+        with open(path) as f:
+            docs = [d for d in yaml.safe_load_all(f) if d is not None]
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: no such file") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ManifestError(f"{path}:{where} not valid YAML: "
+                            f"{getattr(e, 'problem', None) or e}") from None
+    if len(docs) != 1:
+        raise ManifestError(f"{path}: expected one MapReduceJob document, found {len(docs)}")
+    return parse_manifest(docs[0], path)

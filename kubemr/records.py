@@ -1,0 +1,144 @@
+"""Input formats (split -> (key, value) records) and output formats ((key, value) -> lines).
+
+Text and jsonl splits follow Hadoop's LineRecordReader rule: a split owns the lines that start
+in (start, end], plus the line at 0 for the first split. So a split that starts mid-line skips to
+the next line start, and its last line is read past `end`: every line is read exactly once.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from kubemr.errors import UserCodeError
+from kubemr.splits import Split
+from kubemr.storage import store_for
+
+BLOCK = 1 << 20
+
+
+class InputReader:
+    """Reads one split; counts the bytes it took from storage."""
+
+    def __init__(self, split: Split, input_format: str):
+        self.split = split
+        self.format = input_format
+        self.bytes_read = 0
+
+    def __iter__(self) -> Iterator[tuple]:
+        if self.format == "whole-file":
+            return self._whole_file()
+        lines = self._lines()
+        return self._jsonl(lines) if self.format == "jsonl" else self._text(lines)
+
+    def _open(self) -> BinaryIO:
+        s = self.split
+        if s.uri.endswith(".gz"):
+            return gzip.GzipFile(fileobj=_Counting(store_for(s.uri).open_range(s.uri), self))
+        return _Counting(store_for(s.uri).open_range(s.uri, s.start), self)
+
+    def _whole_file(self) -> Iterator[tuple]:
+        with self._open() as stream:
+            data = stream.read()
+        name = self.split.uri[len(self.split.base):] or self.split.uri.rsplit("/", 1)[-1]
+        yield name, data.decode("utf-8", errors="replace")
+
+    def _lines(self) -> Iterator[tuple[int, bytes]]:
+        """(byte offset, line without its newline) for every line this split owns."""
+        s = self.split
+        gz = s.uri.endswith(".gz")
+        start, end = (0, float("inf")) if gz else (s.start, s.end)
+        with self._open() as stream:
+            pos = start
+            pending = b""
+            skipping = start != 0
+            while True:
+                block = stream.read(BLOCK)
+                if not block:
+                    break
+                data = pending + block if pending else block
+                if skipping:
+                    newline = data.find(b"\n")
+                    if newline < 0:
+                        pos += len(data)
+                        pending = b""
+                        continue
+                    pos += newline + 1
+                    data = data[newline + 1:]
+                    skipping = False
+                lines = data.split(b"\n")
+                pending = lines.pop()
+                for line in lines:
+                    if pos > end:
+                        return
+                    yield pos, line
+                    pos += len(line) + 1
+            if pending and not skipping and pos <= end:
+                yield pos, pending
+
+    @staticmethod
+    def _text(lines: Iterator[tuple[int, bytes]]) -> Iterator[tuple[int, str]]:
+        for offset, line in lines:
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            yield offset, line.decode("utf-8", errors="replace")
+
+    def _jsonl(self, lines: Iterator[tuple[int, bytes]]) -> Iterator[tuple[int, object]]:
+        for offset, line in lines:
+            if not line.strip():
+                continue
+            try:
+                yield offset, json.loads(line)
+            except ValueError as e:
+                raise UserCodeError(
+                    f"input {self.split.uri} at byte {offset}: not a JSON value: {e}"
+                ) from None
+
+
+class _Counting:
+    """Wraps a stream to count the bytes read through it."""
+
+    def __init__(self, stream: BinaryIO, reader: InputReader):
+        self._stream = stream
+        self._reader = reader
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._stream.read(n)
+        self._reader.bytes_read += len(data)
+        return data
+
+    def readinto(self, b) -> int:
+        n = self._stream.readinto(b)
+        self._reader.bytes_read += n
+        return n
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def text_line(key: object, value: object) -> str:
+    """key<TAB>value, each as str(); a key or value holding a tab or newline cannot round-trip."""
+    return f"{key}\t{value}\n"
+
+
+def jsonl_line(key: object, value: object) -> str:
+    try:
+        return json.dumps([key, value], ensure_ascii=False) + "\n"
+    except (TypeError, ValueError) as e:
+        raise UserCodeError(
+            f"output format jsonl: record ({key!r:.60}, {value!r:.60}) is not JSON: {e}"
+        ) from None
+
+
+OUTPUT_FORMATS = {"text": text_line, "jsonl": jsonl_line}

@@ -1,0 +1,70 @@
+"""Plan the map tasks: list the input objects and cut them into byte-range splits."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import asdict, dataclass
+
+from kubemr.errors import StorageError
+from kubemr.storage import ObjectInfo, normalize_uri, store_for
+
+GLOB_CHARS = "*?["
+
+
+@dataclass(frozen=True)
+class Split:
+    """Bytes [start, end) of one input object; `base` is the input prefix it was listed under."""
+
+    uri: str
+    start: int
+    end: int
+    size: int
+    base: str
+
+    @property
+    def whole(self) -> bool:
+        return self.start == 0 and self.end == self.size
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _hidden(uri: str, base: str) -> bool:
+    relative = uri[len(base):] if uri.startswith(base) else uri.rsplit("/", 1)[-1]
+    return any(part.startswith(("_", ".")) for part in relative.split("/") if part)
+
+
+def list_input(uri: str) -> tuple[str, list[ObjectInfo]]:
+    """The base prefix and the objects an input URI names: a prefix, an object, or a glob."""
+    uri = normalize_uri(uri)
+    store = store_for(uri)
+    if any(c in uri for c in GLOB_CHARS):
+        first_glob = min(uri.index(c) for c in GLOB_CHARS if c in uri)
+        base = uri[: uri.rindex("/", 0, first_glob) + 1]
+        found = [o for o in store.list(base) if fnmatch.fnmatchcase(o.uri, uri)]
+    elif uri.endswith("/"):
+        base, found = uri, store.list(uri)
+    else:
+        listed = store.list(uri)
+        exact = [o for o in listed if o.uri == uri]
+        if exact:
+            return uri.rsplit("/", 1)[0] + "/", exact
+        base, found = uri + "/", [o for o in listed if o.uri.startswith(uri + "/")]
+    return base, [o for o in found if not _hidden(o.uri, base)]
+
+
+def plan_splits(uris: list[str], input_format: str, split_size: int) -> list[Split]:
+    splits: list[Split] = []
+    for uri in uris:
+        base, objects = list_input(uri)
+        if not objects:
+            raise StorageError(f"input {uri} matches no files")
+        for obj in objects:
+            whole = input_format == "whole-file" or obj.uri.endswith(".gz") or obj.size == 0
+            if whole:
+                splits.append(Split(obj.uri, 0, obj.size, obj.size, base))
+                continue
+            for start in range(0, obj.size, split_size):
+                end = min(start + split_size, obj.size)
+                splits.append(Split(obj.uri, start, end, obj.size, base))
+    return splits

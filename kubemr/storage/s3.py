@@ -1,0 +1,223 @@
+"""MinIO / S3 through the `minio` client.
+
+Where the server is and how to log in comes from the environment, never from a manifest:
+  KUBEMR_S3_ENDPOINT             e.g. http://127.0.0.1:9000 (https:// for TLS)
+  KUBEMR_S3_ACCESS_KEY / KUBEMR_S3_SECRET_KEY, or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
+  KUBEMR_S3_CREDENTIALS_FILE     a file of `key=value` lines (endpoint, accessKey, secretKey), or a
+                                 folder holding one file per key, as a mounted Secret does
+  KUBEMR_S3_BUCKET_ENDPOINTS     optional JSON {"bucket": "http://host:port"} for buckets kept on
+                                 other servers (one MinIO server per node)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cache
+from typing import BinaryIO
+from urllib.parse import urlparse
+
+from kubemr.errors import StorageError
+from kubemr.storage.base import ObjectInfo, split_uri
+
+PART_SIZE = 16 << 20
+
+
+@cache
+def _settings() -> dict[str, str]:
+    settings: dict[str, str] = {}
+    path = os.environ.get("KUBEMR_S3_CREDENTIALS_FILE")
+    if path:
+        if os.path.isdir(path):
+            for name in ("endpoint", "accessKey", "secretKey"):
+                if os.path.isfile(os.path.join(path, name)):
+                    with open(os.path.join(path, name)) as f:
+                        settings[name] = f.read().strip()
+        else:
+            try:
+                with open(path) as f:
+                    for line in f:
+                        key, sep, value = line.partition("=")
+                        if sep and not line.lstrip().startswith("#"):
+                            settings[key.strip()] = value.strip()
+            except OSError as e:
+                raise StorageError(f"cannot read KUBEMR_S3_CREDENTIALS_FILE {path}: {e}") from None
+    env = os.environ
+    for key, names in {
+        "endpoint": ("KUBEMR_S3_ENDPOINT",),
+        "accessKey": ("KUBEMR_S3_ACCESS_KEY", "AWS_ACCESS_KEY_ID"),
+        "secretKey": ("KUBEMR_S3_SECRET_KEY", "AWS_SECRET_ACCESS_KEY"),
+    }.items():
+        for name in names:
+            if env.get(name):
+                settings[key] = env[name]
+                break
+    return settings
+
+
+def endpoint_for(uri: str) -> str:
+    _, bucket, _ = split_uri(uri)
+    by_bucket = json.loads(os.environ.get("KUBEMR_S3_BUCKET_ENDPOINTS") or "{}")
+    endpoint = by_bucket.get(bucket) or _settings().get("endpoint")
+    if not endpoint:
+        raise StorageError(
+            f"no S3 endpoint for {uri}: set KUBEMR_S3_ENDPOINT (e.g. http://127.0.0.1:9000)"
+        )
+    return endpoint
+
+
+class _Stream:
+    """A urllib3 response that releases its connection when closed."""
+
+    def __init__(self, response):
+        self._response = response
+
+    def read(self, n: int = -1) -> bytes:
+        return self._response.read(None if n is None or n < 0 else n)
+
+    def readinto(self, b) -> int:
+        return self._response.readinto(b)
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._response.close()
+        self._response.release_conn()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class S3Store:
+    def __init__(self, endpoint: str):
+        from minio import Minio
+
+        url = urlparse(endpoint if "://" in endpoint else "http://" + endpoint)
+        settings = _settings()
+        if not settings.get("accessKey") or not settings.get("secretKey"):
+            raise StorageError(
+                "no S3 credentials: set KUBEMR_S3_ACCESS_KEY and KUBEMR_S3_SECRET_KEY "
+                "(or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or KUBEMR_S3_CREDENTIALS_FILE)"
+            )
+        self.endpoint = endpoint
+        self._client = Minio(
+            url.netloc,
+            access_key=settings["accessKey"],
+            secret_key=settings["secretKey"],
+            secure=url.scheme == "https",
+            region=os.environ.get("KUBEMR_S3_REGION", "us-east-1"),
+        )
+        self._buckets_seen: set[str] = set()
+
+    def _call(self, what: str, uri: str, fn, *args, **kwargs):
+        from minio.error import S3Error
+
+        try:
+            return fn(*args, **kwargs)
+        except S3Error as e:
+            if e.code in ("NoSuchKey", "NoSuchBucket"):
+                raise StorageError(f"no such object: {uri}") from None
+            if e.code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                raise StorageError(
+                    f"S3 server {self.endpoint} refused to {what} {uri}: {e.code} "
+                    "(check the credentials)"
+                ) from None
+            raise StorageError(f"cannot {what} {uri}: {e.code}: {e.message}") from None
+        except OSError as e:
+            raise StorageError(f"cannot {what} {uri}: S3 server {self.endpoint}: {e}") from None
+
+    def _ensure_bucket(self, bucket: str, uri: str) -> None:
+        if bucket in self._buckets_seen:
+            return
+        if not self._call("check bucket of", uri, self._client.bucket_exists, bucket):
+            from minio.error import S3Error
+
+            try:
+                self._client.make_bucket(bucket)
+            except S3Error as e:
+                if e.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise StorageError(f"cannot create bucket {bucket}: {e.code}") from None
+        self._buckets_seen.add(bucket)
+
+    def list(self, prefix_uri: str) -> list[ObjectInfo]:
+        _, bucket, prefix = split_uri(prefix_uri)
+        if not self._call("list", prefix_uri, self._client.bucket_exists, bucket):
+            return []
+        objects = self._call(
+            "list", prefix_uri, lambda: list(
+                self._client.list_objects(bucket, prefix=prefix, recursive=True)
+            )
+        )
+        return sorted(
+            (ObjectInfo(f"s3://{bucket}/{o.object_name}", o.size) for o in objects
+             if not o.is_dir),
+            key=lambda o: o.uri,
+        )
+
+    def open_range(self, uri: str, start: int = 0, end: int | None = None) -> BinaryIO:
+        _, bucket, key = split_uri(uri)
+        length = 0 if end is None else end - start
+        if end is not None and length <= 0:
+            import io
+
+            return io.BytesIO(b"")
+        response = self._call("read", uri, self._client.get_object, bucket, key,
+                              offset=start, length=length)
+        return _Stream(response)
+
+    def read_bytes(self, uri: str) -> bytes:
+        with self.open_range(uri) as stream:
+            return stream.read()
+
+    def write_bytes(self, uri: str, data: bytes) -> None:
+        import io
+
+        _, bucket, key = split_uri(uri)
+        self._ensure_bucket(bucket, uri)
+        self._call("write", uri, self._client.put_object, bucket, key, io.BytesIO(data),
+                   len(data))
+
+    def upload_file(self, uri: str, path: str) -> None:
+        _, bucket, key = split_uri(uri)
+        self._ensure_bucket(bucket, uri)
+        self._call("write", uri, self._client.fput_object, bucket, key, path,
+                   part_size=PART_SIZE)
+
+    def exists(self, uri: str) -> bool:
+        from minio.error import S3Error
+
+        _, bucket, key = split_uri(uri)
+        try:
+            self._client.stat_object(bucket, key)
+            return True
+        except S3Error as e:
+            if e.code in ("NoSuchKey", "NoSuchBucket", "NoSuchObject"):
+                return False
+            raise StorageError(f"cannot check {uri}: {e.code}") from None
+
+    def copy(self, src_uri: str, dst_uri: str) -> None:
+        from minio.commonconfig import CopySource
+
+        _, src_bucket, src_key = split_uri(src_uri)
+        _, bucket, key = split_uri(dst_uri)
+        self._ensure_bucket(bucket, dst_uri)
+        self._call("copy to", dst_uri, self._client.copy_object, bucket, key,
+                   CopySource(src_bucket, src_key))
+
+    def delete(self, uri: str) -> None:
+        _, bucket, key = split_uri(uri)
+        self._call("delete", uri, self._client.remove_object, bucket, key)
+
+    def delete_prefix(self, prefix_uri: str) -> None:
+        from minio.deleteobjects import DeleteObject
+
+        _, bucket, _ = split_uri(prefix_uri)
+        names = [DeleteObject(split_uri(o.uri)[2]) for o in self.list(prefix_uri)]
+        if names:
+            errors = list(self._client.remove_objects(bucket, names))
+            if errors:
+                raise StorageError(f"cannot delete {prefix_uri}: {errors[0]}")

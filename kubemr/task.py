@@ -1,0 +1,82 @@
+"""One task attempt, map or reduce, as a pod or a local worker process runs it.
+
+A task is a JSON document:
+  {"job": {"name", "namespace", "spec"}, "work": URI, "type": "map" | "reduce", "index": int,
+   "attempt": int, "split": {...} (map), "maps": int (reduce), "mapOutput": URI (optional),
+   "node": str (optional)}
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+import time
+
+from kubemr import commit
+from kubemr.counters import BUILTIN_GROUP, USER_GROUP, take_user_counters
+from kubemr.errors import StorageError
+from kubemr.maptask import MapTask
+from kubemr.reducetask import ReduceTask
+from kubemr.splits import Split
+from kubemr.storage import store_for
+from kubemr.usercode import load_functions, load_pickled
+
+
+def run_task(task: dict) -> dict:
+    """Run the attempt and commit it; return its commit record."""
+    spec = task["job"]["spec"]
+    pickle_uri = (spec.get("code") or {}).get("pickle")
+    functions = load_functions(spec, load_pickled(pickle_uri) if pickle_uri else None)
+    scratch = tempfile.mkdtemp(prefix=f"kubemr-{task['type']}-", dir=os.environ.get("KUBEMR_SCRATCH"))
+    started = time.time()
+    try:
+        if task["type"] == "map":
+            record = _run_map(task, spec, functions, scratch)
+        else:
+            record = _run_reduce(task, spec, functions, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    record.update(attempt=task["attempt"], node=task.get("node") or socket.gethostname(),
+                  seconds=round(time.time() - started, 3))
+    commit.write_commit(task["work"], task["type"], task["index"], record)
+    return record
+
+
+def _run_map(task: dict, spec: dict, functions, scratch: str) -> dict:
+    split = Split(**task["split"])
+    map_task = MapTask(split, spec, functions, scratch)
+    local = os.path.join(scratch, "map.out")
+    index = map_task.run(local)
+    data = task.get("mapOutput") or commit.attempt_data_uri(task["work"], "map", task["index"],
+                                                           task["attempt"])
+    store_for(data).upload_file(data, local)
+    map_task.counters["map_output_bytes"] += os.path.getsize(local)
+    return {"data": data, "index": index, "counters": _grouped(map_task.counters)}
+
+
+def _run_reduce(task: dict, spec: dict, functions, scratch: str) -> dict:
+    r = task["index"]
+    segments = []
+    for m in range(task["maps"]):
+        record = commit.read_commit(task["work"], "map", m)
+        if record is None:
+            raise StorageError(f"map task {m} has no committed output under {task['work']}")
+        start, end, _ = record["index"][r]
+        segments.append((record["data"], start, end))
+    reduce_task = ReduceTask(spec, functions, scratch)
+    paths = reduce_task.fetch(segments)
+    local = os.path.join(scratch, commit.part_name(r))
+    reduce_task.run(paths, local)
+    data = commit.attempt_data_uri(task["work"], "reduce", r, task["attempt"])
+    store_for(data).upload_file(data, local)
+    return {"data": data, "counters": _grouped(reduce_task.counters)}
+
+
+def _grouped(builtin: dict) -> dict:
+    counters = {BUILTIN_GROUP: dict(builtin)}
+    user = take_user_counters()
+    if user:
+        counters[USER_GROUP] = user
+    return counters

@@ -1,0 +1,67 @@
+"""The task entrypoint: `python -m kubemr.worker TASK.json` or `KUBEMR_TASK='{...}'`.
+
+Runs one task attempt and commits it. On failure it exits non-zero and puts the error (the last
+lines of the user's traceback) in the result file and the pod's termination message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import traceback
+
+from kubemr.errors import KubemrError
+
+TERMINATION_LOG = "/dev/termination-log"
+TAIL_LINES = 12
+
+
+def error_tail(e: BaseException) -> str:
+    if isinstance(e, KubemrError):
+        return str(e)
+    lines = traceback.format_exception(type(e), e, e.__traceback__)
+    text = "".join(lines).rstrip().splitlines()
+    return "\n".join(text[-TAIL_LINES:])[-3000:]
+
+
+def _raise_open_file_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kubemr-worker", description=__doc__)
+    parser.add_argument("task", nargs="?", help="task JSON file (default: $KUBEMR_TASK)")
+    parser.add_argument("--result", help="write the outcome here as JSON")
+    args = parser.parse_args(argv)
+    from kubemr.task import run_task
+
+    _raise_open_file_limit()
+    if args.task:
+        with open(args.task) as f:
+            task = json.load(f)
+    else:
+        task = json.loads(os.environ["KUBEMR_TASK"])
+    try:
+        record = run_task(task)
+        outcome = {"ok": True, "commit": record}
+        code = 0
+    except Exception as e:
+        outcome = {"ok": False, "error": error_tail(e), "errorType": type(e).__name__}
+        print(outcome["error"], file=sys.stderr)
+        code = 1
+    if args.result:
+        with open(args.result, "w") as f:
+            json.dump(outcome, f)
+    if os.path.exists(TERMINATION_LOG) and os.access(TERMINATION_LOG, os.W_OK):
+        with open(TERMINATION_LOG, "w") as f:
+            f.write(json.dumps(outcome)[:4000])
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
