@@ -50,7 +50,7 @@ class Combiner:
 
 def _check_pairs(buf: list) -> None:
     try:
-        if set(map(len, buf)) == {2}:
+        if set(map(len, buf)) <= {2}:
             return
     except TypeError:
         pass

@@ -29,7 +29,8 @@ def run_task(task: dict) -> dict:
     spec = task["job"]["spec"]
     pickle_uri = (spec.get("code") or {}).get("pickle")
     functions = load_functions(spec, load_pickled(pickle_uri) if pickle_uri else None)
-    scratch = tempfile.mkdtemp(prefix=f"kubemr-{task['type']}-", dir=os.environ.get("KUBEMR_SCRATCH"))
+    scratch = tempfile.mkdtemp(prefix=f"kubemr-{task['type']}-",
+                               dir=os.environ.get("KUBEMR_SCRATCH"))
     started = time.time()
     try:
         if task["type"] == "map":

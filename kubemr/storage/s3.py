@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-from functools import cache
 from typing import BinaryIO
 from urllib.parse import urlparse
 
@@ -23,7 +22,6 @@ from kubemr.storage.base import ObjectInfo, split_uri
 PART_SIZE = 16 << 20
 
 
-@cache
 def _settings() -> dict[str, str]:
     settings: dict[str, str] = {}
     path = os.environ.get("KUBEMR_S3_CREDENTIALS_FILE")

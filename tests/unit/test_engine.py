@@ -1,0 +1,169 @@
+"""The map and reduce sides run in-process, against a sequential reference."""
+
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+
+from kubemr.errors import UserCodeError
+from kubemr.maptask import MapTask
+from kubemr.reducetask import ReduceTask
+from kubemr.runs import read_run
+from kubemr.splits import plan_splits
+from kubemr.usercode import UserFunctions
+
+WORDS = "the quick brown fox jumps over the lazy dog and the cat".split()
+
+
+def mapper(_, line):
+    for word in line.split():
+        yield word, 1
+
+
+def summing(key, values):
+    yield key, sum(values)
+
+
+def corpus(tmp_path, lines=3000):
+    path = tmp_path / "corpus.txt"
+    path.write_text("".join(" ".join(WORDS[(i + j) % len(WORDS)] for j in range(i % 7 + 1)) + "\n"
+                            for i in range(lines)))
+    return path
+
+
+def spec(reducers=3, buffer=1 << 20):
+    return {"reducers": reducers, "mapBufferSize": buffer, "input": {"format": "text"},
+            "output": {"format": "jsonl"}}
+
+
+def run_job(tmp_path, functions, path, reducers=3, buffer=1 << 20, split_size=10_000):
+    """Map every split, then reduce every partition; return output lines and counters."""
+    outputs, counters = [], Counter()
+    for i, split in enumerate(plan_splits([str(path)], "text", split_size)):
+        task = MapTask(split, spec(reducers, buffer), functions, str(tmp_path))
+        out = tmp_path / f"map-{i}.out"
+        outputs.append((str(out), task.run(str(out))))
+        counters.update(task.counters)
+    lines = []
+    for r in range(reducers):
+        task = ReduceTask(spec(reducers), functions, str(tmp_path))
+        paths = task.fetch([("file://" + out, *index[r][:2]) for out, index in outputs])
+        part = tmp_path / f"part-{r}"
+        task.run(paths, str(part))
+        lines.extend(part.read_text().splitlines())
+        counters.update(task.counters)
+    return lines, counters
+
+
+def reference(path):
+    counts = Counter(path.read_text().split())
+    return sorted(f'["{w}", {n}]' for w, n in counts.items())
+
+
+@pytest.mark.parametrize("buffer", [1 << 20, 64 << 20])
+@pytest.mark.parametrize("combiner", [None, summing])
+def test_combiner_zero_one_or_many_times_gives_the_same_result(tmp_path, combiner, buffer):
+    path = corpus(tmp_path)
+    functions = UserFunctions(mapper=mapper, reducer=summing, combiner=combiner)
+    lines, counters = run_job(tmp_path, functions, path, buffer=buffer)
+    assert sorted(lines) == reference(path)
+    if combiner:
+        assert counters["combine_output_records"] < counters["combine_input_records"]
+
+
+def test_tiny_buffer_spills_many_times_and_memory_estimate_is_used(tmp_path, monkeypatch):
+    import kubemr.maptask as maptask
+
+    monkeypatch.setattr(maptask, "PULL", 64)
+    path = corpus(tmp_path)
+    spills = []
+    original = maptask.MapTask._spill
+    monkeypatch.setattr(maptask.MapTask, "_spill",
+                        lambda self, buf: (spills.append(len(buf)), original(self, buf)))
+    functions = UserFunctions(mapper=mapper, reducer=summing, combiner=summing)
+    lines, _ = run_job(tmp_path, functions, path, buffer=16 << 10, split_size=1 << 20)
+    assert sorted(lines) == reference(path)
+    assert len(spills) > 5
+    assert max(spills) < 400
+
+
+def test_each_partition_is_sorted_by_key(tmp_path):
+    path = corpus(tmp_path)
+    functions = UserFunctions(mapper=mapper, reducer=summing)
+    task = MapTask(plan_splits([str(path)], "text", 1 << 20)[0], spec(buffer=1 << 20), functions,
+                   str(tmp_path))
+    index = task.run(str(tmp_path / "out"))
+    with open(tmp_path / "out", "rb") as f:
+        for start, end, count in index:
+            f.seek(start)
+            data = f.read(end - start)
+            import io
+
+            keys = [k for k, _ in read_run(io.BytesIO(data))]
+            assert keys == sorted(keys)
+            assert len(keys) <= count
+
+
+def test_custom_partitioner_places_keys(tmp_path):
+    path = corpus(tmp_path)
+    functions = UserFunctions(mapper=mapper, reducer=summing,
+                              partitioner=lambda k, v, n: len(k) % n)
+    lines, _ = run_job(tmp_path, functions, path, reducers=3)
+    assert sorted(lines) == reference(path)
+
+
+def test_bad_partitioner_result_is_reported(tmp_path):
+    path = corpus(tmp_path, lines=10)
+    functions = UserFunctions(mapper=mapper, partitioner=lambda k, v, n: n)
+    with pytest.raises(UserCodeError, match=r"must return an int in \[0, 3\)"):
+        run_job(tmp_path, functions, path)
+
+
+def test_mixed_key_types_are_a_clear_error(tmp_path):
+    path = corpus(tmp_path, lines=10)
+
+    def mixed(offset, line):
+        yield (offset if offset % 2 else line), 1
+
+    with pytest.raises(UserCodeError, match="keys of different types"):
+        run_job(tmp_path, UserFunctions(mapper=mixed), path)
+
+
+def test_mixed_key_types_across_map_tasks_are_a_clear_error(tmp_path):
+    path = corpus(tmp_path, lines=200)
+
+    def by_split(offset, line):
+        yield (line if offset < 1000 else offset), 1
+
+    with pytest.raises(UserCodeError, match="keys of different types"):
+        run_job(tmp_path, UserFunctions(mapper=by_split, reducer=summing), path, reducers=1,
+                split_size=1000)
+
+
+def test_mapper_must_yield_pairs(tmp_path):
+    path = corpus(tmp_path, lines=10)
+    with pytest.raises(UserCodeError, match="must yield \\(key, value\\) pairs"):
+        run_job(tmp_path, UserFunctions(mapper=lambda k, v: [v]), path)
+
+
+def test_unhashable_key_is_named(tmp_path):
+    path = corpus(tmp_path, lines=10)
+    with pytest.raises(UserCodeError, match="unhashable"):
+        run_job(tmp_path, UserFunctions(mapper=lambda k, v: [([v], 1)]), path)
+
+
+def test_one_key_with_many_values_streams_through_the_reducer(tmp_path):
+    path = tmp_path / "one.txt"
+    path.write_text("x\n" * 200_000)
+    seen = {}
+
+    def counting(key, values):
+        assert isinstance(values, Iterator)
+        seen[key] = sum(1 for _ in values)
+        yield key, seen[key]
+
+    functions = UserFunctions(mapper=lambda k, v: [(v, k)], reducer=counting)
+    lines, counters = run_job(tmp_path, functions, path, reducers=2, buffer=1 << 20,
+                              split_size=1 << 30)
+    assert lines == ['["x", 200000]']
+    assert counters["spilled_records"] >= 200_000

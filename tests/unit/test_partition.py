@@ -1,0 +1,42 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+from kubemr.errors import UserCodeError
+from kubemr.partition import default_partition, key_bytes
+
+KEYS = ["apple", "ü", "", "日本", 0, 1, -7, 2**70, 3.5, b"raw", None, ("a", 1), ("a", ("b", 2.5))]
+SCRIPT = (
+    "from kubemr.partition import default_partition;"
+    f"print([default_partition(k, 7) for k in {KEYS!r}])"
+)
+
+
+def test_same_partition_under_every_hash_seed():
+    results = set()
+    for seed in ("0", "1", "12345", "random"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        out = subprocess.check_output([sys.executable, "-c", SCRIPT], env=env, text=True)
+        results.add(out)
+    assert len(results) == 1
+    assert results.pop().strip() == str([default_partition(k, 7) for k in KEYS])
+
+
+def test_equal_keys_have_equal_bytes():
+    assert key_bytes(1) == key_bytes(1.0) == key_bytes(True)
+    assert key_bytes("a") != key_bytes(b"a")
+    assert key_bytes(("ab", "c")) != key_bytes(("a", "bc"))
+
+
+def test_partitions_spread_over_range():
+    counts = [0] * 8
+    for i in range(8000):
+        counts[default_partition(f"word{i}", 8)] += 1
+    assert min(counts) > 800
+
+
+def test_unsupported_key_type_is_named():
+    with pytest.raises(UserCodeError, match="type list cannot be partitioned"):
+        key_bytes([1, 2])

@@ -1,0 +1,99 @@
+import gzip
+import json
+
+import pytest
+
+from kubemr.records import InputReader, jsonl_line
+from kubemr.splits import Split, plan_splits
+
+CONTENT = b"alpha\n\nbeta gamma\r\ndelta\n\n\nepsilon zeta\nlast line without newline"
+
+
+def read_all(path, size, fmt="text", split_size=None):
+    records = []
+    for split in plan_splits([str(path)], fmt, split_size or max(size, 1)):
+        records.extend(InputReader(split, fmt))
+    return records
+
+
+def expected_lines(content: bytes):
+    lines, pos = [], 0
+    for raw in content.split(b"\n"):
+        if pos < len(content):
+            lines.append((pos, raw.rstrip(b"\r").decode()))
+        pos += len(raw) + 1
+    return lines
+
+
+def test_every_split_size_reads_every_line_exactly_once(tmp_path):
+    path = tmp_path / "input.txt"
+    path.write_bytes(CONTENT)
+    want = expected_lines(CONTENT)
+    assert want[-1] == (CONTENT.rindex(b"\n") + 1, "last line without newline")
+    for split_size in range(1, len(CONTENT) + 2):
+        assert read_all(path, len(CONTENT), split_size=split_size) == want, split_size
+
+
+def test_every_split_boundary_with_trailing_newline(tmp_path):
+    content = b"a\nbb\nccc\n\ndddd\n"
+    path = tmp_path / "input.txt"
+    path.write_bytes(content)
+    want = [(0, "a"), (2, "bb"), (5, "ccc"), (9, ""), (10, "dddd")]
+    for split_size in range(1, len(content) + 1):
+        assert read_all(path, len(content), split_size=split_size) == want, split_size
+
+
+def test_empty_file_gives_no_records(tmp_path):
+    path = tmp_path / "empty.txt"
+    path.write_bytes(b"")
+    assert read_all(path, 0) == []
+
+
+def test_jsonl_skips_blank_lines_and_reports_bad_json(tmp_path):
+    path = tmp_path / "input.jsonl"
+    path.write_text('{"a": 1}\n\n[1, "x"]\n"text"\n')
+    values = [v for _, v in read_all(path, path.stat().st_size, "jsonl", split_size=5)]
+    assert values == [{"a": 1}, [1, "x"], "text"]
+    path.write_text('{"a": 1}\nnot json\n')
+    with pytest.raises(Exception, match=r"input\.jsonl at byte 9: not a JSON value"):
+        read_all(path, path.stat().st_size, "jsonl")
+
+
+def test_gzip_is_read_whole_not_split(tmp_path):
+    path = tmp_path / "input.txt.gz"
+    path.write_bytes(gzip.compress(CONTENT))
+    splits = plan_splits([str(path)], "text", 4)
+    assert len(splits) == 1
+    assert list(InputReader(splits[0], "text")) == expected_lines(CONTENT)
+
+
+def test_whole_file_key_is_the_name_under_the_input_prefix(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("héllo\nworld")
+    (tmp_path / "docs" / "_SUCCESS").write_text("")
+    (tmp_path / "docs" / ".hidden").write_text("")
+    splits = plan_splits([str(tmp_path / "docs") + "/"], "whole-file", 1)
+    assert [list(InputReader(s, "whole-file")) for s in splits] == [[("a.txt", "héllo\nworld")]]
+
+
+def test_glob_and_missing_input(tmp_path):
+    for name in ("a.txt", "b.txt", "c.log"):
+        (tmp_path / name).write_text("x\n")
+    splits = plan_splits([str(tmp_path / "*.txt")], "text", 100)
+    assert [s.uri.rsplit("/", 1)[1] for s in splits] == ["a.txt", "b.txt"]
+    with pytest.raises(Exception, match="matches no files"):
+        plan_splits([str(tmp_path / "*.csv")], "text", 100)
+
+
+def test_split_plan_covers_file_in_split_size_pieces(tmp_path):
+    path = tmp_path / "input.txt"
+    path.write_bytes(b"x" * 250)
+    splits = plan_splits([str(path)], "text", 100)
+    assert [(s.start, s.end) for s in splits] == [(0, 100), (100, 200), (200, 250)]
+    assert all(isinstance(s, Split) for s in splits)
+
+
+def test_jsonl_output_round_trips_awkward_strings():
+    key, value = "tab\there\nnewline ü 日本", {"v": ["\t", "\n", "é"]}
+    assert json.loads(jsonl_line(key, value)) == [key, value]
+    assert jsonl_line(key, value).count("\n") == 1
