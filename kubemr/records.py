@@ -26,12 +26,14 @@ class InputReader:
         self.split = split
         self.format = input_format
         self.bytes_read = 0
+        self.records = 0
 
     def __iter__(self) -> Iterator[tuple]:
         if self.format == "whole-file":
             return self._whole_file()
-        lines = self._lines()
-        return self._jsonl(lines) if self.format == "jsonl" else self._text(lines)
+        if self.format == "jsonl":
+            return self._jsonl(self._lines(decode=False))
+        return self._lines(decode=True)
 
     def _open(self) -> BinaryIO:
         s = self.split
@@ -43,10 +45,14 @@ class InputReader:
         with self._open() as stream:
             data = stream.read()
         name = self.split.uri[len(self.split.base):] or self.split.uri.rsplit("/", 1)[-1]
+        self.records += 1
         yield name, data.decode("utf-8", errors="replace")
 
-    def _lines(self) -> Iterator[tuple[int, bytes]]:
-        """(byte offset, line without its newline) for every line this split owns."""
+    def _lines(self, decode: bool) -> Iterator[tuple[int, bytes | str]]:
+        """(byte offset, line without its newline) for every line this split owns.
+
+        With `decode`, lines are text: UTF-8 (invalid bytes replaced), without a final CR.
+        """
         s = self.split
         gz = s.uri.endswith(".gz")
         start, end = (0, float("inf")) if gz else (s.start, s.end)
@@ -73,21 +79,17 @@ class InputReader:
                 for line in lines:
                     if pos > end:
                         return
-                    yield pos, line
+                    self.records += 1
+                    yield pos, _decode(line) if decode else line
                     pos += len(line) + 1
             if pending and not skipping and pos <= end:
-                yield pos, pending
-
-    @staticmethod
-    def _text(lines: Iterator[tuple[int, bytes]]) -> Iterator[tuple[int, str]]:
-        for offset, line in lines:
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            yield offset, line.decode("utf-8", errors="replace")
+                self.records += 1
+                yield pos, _decode(pending) if decode else pending
 
     def _jsonl(self, lines: Iterator[tuple[int, bytes]]) -> Iterator[tuple[int, object]]:
         for offset, line in lines:
             if not line.strip():
+                self.records -= 1
                 continue
             try:
                 yield offset, json.loads(line)
@@ -95,6 +97,12 @@ class InputReader:
                 raise UserCodeError(
                     f"input {self.split.uri} at byte {offset}: not a JSON value: {e}"
                 ) from None
+
+
+def _decode(line: bytes) -> str:
+    if line.endswith(b"\r"):
+        line = line[:-1]
+    return line.decode("utf-8", errors="replace")
 
 
 class _Counting:

@@ -1,0 +1,27 @@
+"""The repository layout: `operator/` must not shadow the standard library, CRD copies agree."""
+
+import filecmp
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_import_operator_from_the_repo_root_is_the_standard_library():
+    out = subprocess.check_output(
+        [sys.executable, "-c", "import operator; print(operator.itemgetter.__module__)"],
+        cwd=REPO, text=True)
+    assert out.strip() == "operator"
+    assert not os.path.exists(os.path.join(REPO, "operator", "__init__.py"))
+
+
+def test_crd_copies_are_identical():
+    source = os.path.join(REPO, "crds", "mapreducejob.yaml")
+    copies = [os.path.join(REPO, "kubemr", "crd", "mapreducejob.yaml"),
+              os.path.join(REPO, "charts", "kubemr", "crds", "mapreducejob.yaml")]
+    for copy in copies:
+        if copy.endswith(os.path.join("charts", "kubemr", "crds", "mapreducejob.yaml")) and \
+                not os.path.exists(os.path.dirname(copy)):
+            continue
+        assert filecmp.cmp(source, copy, shallow=False), f"{copy} differs from {source}"
