@@ -32,6 +32,16 @@ def attempt_data_uri(work: str, task_type: str, index: int, attempt: int) -> str
     return join(task_dir(work, task_type, index), f"attempt-{attempt}{suffix}")
 
 
+def started_uri(work: str, task_type: str, index: int, attempt: int) -> str:
+    """Written by the operator before it starts an attempt, so attempts outlive their pods."""
+    return join(task_dir(work, task_type, index), f"attempt-{attempt}.started")
+
+
+def alive_uri(work: str, task_type: str, index: int, attempt: int) -> str:
+    """Rewritten by a running attempt every few seconds: its last-modified time is progress."""
+    return join(task_dir(work, task_type, index), f"attempt-{attempt}.alive")
+
+
 def commit_uri(work: str, task_type: str, index: int) -> str:
     return join(task_dir(work, task_type, index), "COMMIT")
 

@@ -2,12 +2,12 @@
 
 A task is a JSON document:
   {"job": {"name", "namespace", "spec"}, "work": URI, "type": "map" | "reduce", "index": int,
-   "attempt": int, "split": {...} (map), "maps": int (reduce), "mapOutput": URI (optional),
-   "node": str (optional)}
+   "attempt": int, "split": {...} (map), "maps": int (reduce)}
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -20,7 +20,7 @@ from kubemr.errors import StorageError
 from kubemr.maptask import MapTask
 from kubemr.reducetask import ReduceTask
 from kubemr.splits import Split
-from kubemr.storage import store_for
+from kubemr.storage import split_uri, store_for
 from kubemr.usercode import load_functions, load_pickled
 
 
@@ -39,8 +39,8 @@ def run_task(task: dict) -> dict:
             record = _run_reduce(task, spec, functions, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    record.update(attempt=task["attempt"], node=task.get("node") or socket.gethostname(),
-                  seconds=round(time.time() - started, 3))
+    record.update(attempt=task["attempt"], node=_node(task),
+                  started=round(started, 3), seconds=round(time.time() - started, 3))
     commit.write_commit(task["work"], task["type"], task["index"], record)
     return record
 
@@ -50,8 +50,8 @@ def _run_map(task: dict, spec: dict, functions, scratch: str) -> dict:
     map_task = MapTask(split, spec, functions, scratch)
     local = os.path.join(scratch, "map.out")
     index = map_task.run(local)
-    data = task.get("mapOutput") or commit.attempt_data_uri(task["work"], "map", task["index"],
-                                                           task["attempt"])
+    data = commit.attempt_data_uri(task["work"], "map", task["index"], task["attempt"])
+    data = _on_local_server(data, _node(task))
     store_for(data).upload_file(data, local)
     map_task.counters["map_output_bytes"] += os.path.getsize(local)
     return {"data": data, "index": index, "counters": _grouped(map_task.counters)}
@@ -73,6 +73,19 @@ def _run_reduce(task: dict, spec: dict, functions, scratch: str) -> dict:
     data = commit.attempt_data_uri(task["work"], "reduce", r, task["attempt"])
     store_for(data).upload_file(data, local)
     return {"data": data, "counters": _grouped(reduce_task.counters)}
+
+
+def _node(task: dict) -> str:
+    return os.environ.get("KUBEMR_NODE_NAME") or task.get("node") or socket.gethostname()
+
+
+def _on_local_server(uri: str, node: str) -> str:
+    """With one MinIO server per node, keep map output on this node's server."""
+    servers = json.loads(os.environ.get("KUBEMR_NODE_SERVERS") or "[]")
+    bucket = next((s["bucket"] for s in servers if s.get("node") == node), None)
+    if bucket is None or not uri.startswith("s3://"):
+        return uri
+    return f"s3://{bucket}/{split_uri(uri)[2]}"
 
 
 def _grouped(builtin: dict) -> dict:

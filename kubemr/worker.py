@@ -11,6 +11,7 @@ import json
 import os
 import resource
 import sys
+import time
 import traceback
 
 from kubemr.errors import KubemrError
@@ -25,6 +26,29 @@ def error_tail(e: BaseException) -> str:
     lines = traceback.format_exception(type(e), e, e.__traceback__)
     text = "".join(lines).rstrip().splitlines()
     return "\n".join(text[-TAIL_LINES:])[-3000:]
+
+
+def _start_heartbeat(task: dict) -> None:
+    """Rewrite the attempt's .alive object every KUBEMR_HEARTBEAT_SECONDS, from a thread."""
+    seconds = float(os.environ.get("KUBEMR_HEARTBEAT_SECONDS") or 0)
+    if seconds <= 0:
+        return
+    import threading
+
+    from kubemr.commit import alive_uri
+    from kubemr.storage import store_for
+
+    uri = alive_uri(task["work"], task["type"], task["index"], task["attempt"])
+
+    def beat() -> None:
+        while True:
+            try:
+                store_for(uri).write_bytes(uri, b"")
+            except Exception as e:  # a missed beat is not fatal; the timeout judges
+                print(f"kubemr: heartbeat failed: {e}", file=sys.stderr)
+            time.sleep(seconds)
+
+    threading.Thread(target=beat, name="heartbeat", daemon=True).start()
 
 
 def _raise_open_file_limit() -> None:
@@ -46,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             task = json.load(f)
     else:
         task = json.loads(os.environ["KUBEMR_TASK"])
+    _start_heartbeat(task)
     try:
         record = run_task(task)
         outcome = {"ok": True, "commit": record}

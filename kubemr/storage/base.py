@@ -12,6 +12,7 @@ from kubemr.errors import StorageError
 class ObjectInfo:
     uri: str
     size: int
+    modified: float = 0.0
 
 
 class ObjectStore(Protocol):

@@ -56,7 +56,8 @@ class LocalStore:
     def list(self, prefix_uri: str) -> list[ObjectInfo]:
         prefix = _path(prefix_uri)
         if os.path.isfile(prefix):
-            return [ObjectInfo("file://" + prefix, os.path.getsize(prefix))]
+            stat = os.stat(prefix)
+            return [ObjectInfo("file://" + prefix, stat.st_size, stat.st_mtime)]
         top = prefix if os.path.isdir(prefix) else os.path.dirname(prefix)
         found = []
         for root, dirs, files in os.walk(top):
@@ -64,7 +65,8 @@ class LocalStore:
             for name in files:
                 path = os.path.join(root, name)
                 if path.startswith(prefix) and not name.startswith(".kubemr-tmp-"):
-                    found.append(ObjectInfo("file://" + path, os.path.getsize(path)))
+                    stat = os.stat(path)
+                    found.append(ObjectInfo("file://" + path, stat.st_size, stat.st_mtime))
         return sorted(found, key=lambda o: o.uri)
 
     def open_range(self, uri: str, start: int = 0, end: int | None = None) -> BinaryIO:

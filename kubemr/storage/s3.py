@@ -151,8 +151,9 @@ class S3Store:
             )
         )
         return sorted(
-            (ObjectInfo(f"s3://{bucket}/{o.object_name}", o.size) for o in objects
-             if not o.is_dir),
+            (ObjectInfo(f"s3://{bucket}/{o.object_name}", o.size,
+                        o.last_modified.timestamp() if o.last_modified else 0.0)
+             for o in objects if not o.is_dir),
             key=lambda o: o.uri,
         )
 

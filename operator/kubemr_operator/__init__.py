@@ -1,0 +1,1 @@
+"""The kubemr operator: runs MapReduceJob resources as map and reduce pods."""

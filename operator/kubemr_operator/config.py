@@ -1,0 +1,40 @@
+"""Operator settings, from its environment (the helm chart sets them)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Settings:
+    # URI under which each job keeps its intermediate data, in a folder of its own.
+    work_uri: str = "s3://kubemr-work"
+    # Image of the task pods when a job names none.
+    image: str = "kubemr/kubemr:dev"
+    image_pull_policy: str = "IfNotPresent"
+    # S3 endpoint the task pods use when a job names none.
+    s3_endpoint: str = ""
+    # Secret (in the job's namespace) with accessKey/secretKey when a job names none.
+    secret_name: str = "kubemr-storage"
+    # Seconds between reconcile passes of a running job.
+    interval: float = 2.0
+    # Seconds between task heartbeats.
+    heartbeat_seconds: float = 10.0
+    # Per-node MinIO servers: [{"node": ..., "endpoint": ..., "bucket": ...}].
+    node_servers: list = field(default_factory=list)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        return cls(
+            work_uri=env.get("KUBEMR_WORK_URI", cls.work_uri),
+            image=env.get("KUBEMR_IMAGE", cls.image),
+            image_pull_policy=env.get("KUBEMR_IMAGE_PULL_POLICY", cls.image_pull_policy),
+            s3_endpoint=env.get("KUBEMR_S3_ENDPOINT", ""),
+            secret_name=env.get("KUBEMR_STORAGE_SECRET", cls.secret_name),
+            interval=float(env.get("KUBEMR_RECONCILE_SECONDS", cls.interval)),
+            heartbeat_seconds=float(env.get("KUBEMR_HEARTBEAT_SECONDS", cls.heartbeat_seconds)),
+            node_servers=json.loads(env.get("KUBEMR_NODE_SERVERS") or "[]"),
+        )

@@ -1,0 +1,76 @@
+"""The few Kubernetes API calls the operator makes, returning plain dicts."""
+
+from __future__ import annotations
+
+import time
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+GROUP, VERSION, PLURAL = "kubemr.io", "v1alpha1", "mapreducejobs"
+NODE_CACHE_SECONDS = 5.0
+
+
+class Kube:
+    def __init__(self) -> None:
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+        self._api = client.ApiClient()
+        self.core = client.CoreV1Api(self._api)
+        self.custom = client.CustomObjectsApi(self._api)
+        self._nodes: tuple[float, set[str]] = (0.0, set())
+
+    def _dict(self, obj) -> dict:
+        return self._api.sanitize_for_serialization(obj)
+
+    def get_job(self, namespace: str, name: str) -> dict | None:
+        try:
+            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
+                                                            name)
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    def patch_status(self, namespace: str, name: str, status: dict) -> None:
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, {"status": status})
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        try:
+            self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name,
+                                                        propagation_policy="Background")
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+    def list_pods(self, namespace: str, selector: str) -> list[dict]:
+        pods = self.core.list_namespaced_pod(namespace, label_selector=selector)
+        return [self._dict(p) for p in pods.items]
+
+    def create_pod(self, pod: dict) -> None:
+        try:
+            self.core.create_namespaced_pod(pod["metadata"]["namespace"], pod)
+        except ApiException as e:
+            if e.status != 409:
+                raise
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        try:
+            self.core.delete_namespaced_pod(name, namespace, grace_period_seconds=5)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+    def ready_nodes(self) -> set[str]:
+        fetched, nodes = self._nodes
+        if time.time() - fetched > NODE_CACHE_SECONDS:
+            nodes = set()
+            for node in self.core.list_node().items:
+                for condition in node.status.conditions or []:
+                    if condition.type == "Ready" and condition.status == "True":
+                        nodes.add(node.metadata.name)
+            self._nodes = (time.time(), nodes)
+        return nodes

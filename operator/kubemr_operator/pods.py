@@ -1,0 +1,121 @@
+"""Task pod specs, built as plain dicts (no cluster needed to test them)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from kubemr_operator.config import Settings
+
+LABEL_JOB = "kubemr.io/job"
+LABEL_TASK_TYPE = "kubemr.io/task-type"
+LABEL_TASK_INDEX = "kubemr.io/task-index"
+LABEL_ATTEMPT = "kubemr.io/attempt"
+MANAGED_BY = "kubemr-operator"
+HOSTNAME = "kubernetes.io/hostname"
+LOCALITY_WEIGHT = 50
+AVOID_WEIGHT = 100
+
+
+def pod_name(job: str, task_type: str, index: int, attempt: int) -> str:
+    """Deterministic and at most 63 characters: a long job name is cut and hashed."""
+    suffix = f"-{task_type}-{index}-{attempt}"
+    if len(job) + len(suffix) > 63:
+        digest = hashlib.sha1(job.encode()).hexdigest()[:6]
+        job = job[: 63 - len(suffix) - 7].rstrip("-.") + "-" + digest
+    return job + suffix
+
+
+def job_labels(job: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "kubemr",
+        "app.kubernetes.io/instance": job,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        LABEL_JOB: job,
+    }
+
+
+def _affinity(locality: str, data_node: str | None, avoid_node: str | None) -> dict | None:
+    preferred, required = [], None
+    if data_node and locality == "required":
+        required = {"nodeSelectorTerms": [{"matchExpressions": [
+            {"key": HOSTNAME, "operator": "In", "values": [data_node]}]}]}
+    elif data_node and locality == "preferred":
+        preferred.append({"weight": LOCALITY_WEIGHT, "preference": {"matchExpressions": [
+            {"key": HOSTNAME, "operator": "In", "values": [data_node]}]}})
+    if avoid_node:
+        preferred.append({"weight": AVOID_WEIGHT, "preference": {"matchExpressions": [
+            {"key": HOSTNAME, "operator": "NotIn", "values": [avoid_node]}]}})
+    node_affinity = {}
+    if required:
+        node_affinity["requiredDuringSchedulingIgnoredDuringExecution"] = required
+    if preferred:
+        node_affinity["preferredDuringSchedulingIgnoredDuringExecution"] = preferred
+    return {"nodeAffinity": node_affinity} if node_affinity else None
+
+
+def build_task_pod(*, job: dict, task: dict, settings: Settings, data_node: str | None = None,
+                   avoid_node: str | None = None) -> dict:
+    """The pod that runs one task attempt. `task` is the worker's task document."""
+    meta, spec = job["metadata"], job["spec"]
+    name = meta["name"]
+    storage = spec.get("storage") or {}
+    secret = storage.get("secretName") or settings.secret_name
+    endpoint = storage.get("endpoint") or settings.s3_endpoint
+    env = [
+        {"name": "KUBEMR_TASK", "value": json.dumps(task, separators=(",", ":"))},
+        {"name": "KUBEMR_SCRATCH", "value": "/scratch"},
+        {"name": "KUBEMR_HEARTBEAT_SECONDS", "value": str(settings.heartbeat_seconds)},
+        {"name": "KUBEMR_S3_ENDPOINT", "value": endpoint},
+        {"name": "KUBEMR_S3_ACCESS_KEY",
+         "valueFrom": {"secretKeyRef": {"name": secret, "key": "accessKey"}}},
+        {"name": "KUBEMR_S3_SECRET_KEY",
+         "valueFrom": {"secretKeyRef": {"name": secret, "key": "secretKey"}}},
+        {"name": "KUBEMR_NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+        {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+    ]
+    if settings.node_servers:
+        env.append({"name": "KUBEMR_NODE_SERVERS", "value": json.dumps(settings.node_servers)})
+        env.append({"name": "KUBEMR_S3_BUCKET_ENDPOINTS", "value": json.dumps(
+            {s["bucket"]: s["endpoint"] for s in settings.node_servers})})
+    labels = {**job_labels(name), "app.kubernetes.io/component": task["type"],
+              LABEL_TASK_TYPE: task["type"], LABEL_TASK_INDEX: str(task["index"]),
+              LABEL_ATTEMPT: str(task["attempt"])}
+    pod_spec = {
+        "restartPolicy": "Never",
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000,
+                            "fsGroup": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [{
+            "name": "task",
+            "image": spec.get("image") or settings.image,
+            "imagePullPolicy": settings.image_pull_policy,
+            "command": ["python", "-m", "kubemr.worker"],
+            "env": env,
+            "resources": spec.get("resources") or {},
+            "terminationMessagePolicy": "FallbackToLogsOnError",
+            "securityContext": {"readOnlyRootFilesystem": True,
+                                "allowPrivilegeEscalation": False,
+                                "capabilities": {"drop": ["ALL"]}},
+            "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"},
+                             {"name": "tmp", "mountPath": "/tmp"}],
+        }],
+        "volumes": [{"name": "scratch", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+        # Leave a lost node within seconds, so the attempt is retried elsewhere.
+        "tolerations": [{"key": key, "operator": "Exists", "effect": "NoExecute",
+                         "tolerationSeconds": 20}
+                        for key in ("node.kubernetes.io/not-ready",
+                                    "node.kubernetes.io/unreachable")],
+    }
+    affinity = _affinity(spec.get("locality", "preferred") if task["type"] == "map" else "none",
+                         data_node, avoid_node)
+    if affinity:
+        pod_spec["affinity"] = affinity
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": pod_name(name, task["type"], task["index"], task["attempt"]),
+                     "namespace": meta.get("namespace", "default"), "labels": labels},
+        "spec": pod_spec,
+    }
