@@ -44,8 +44,10 @@ def _running(status, spec, **_) -> bool:
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=settings.interval, when=_running)
-def tick(body, **_) -> None:
-    reconcile(dict(body), kube(), settings, post_event)
+def tick(name, namespace, **_) -> None:
+    job = kube().get_job(namespace, name)
+    if job is not None:
+        reconcile(job, kube(), settings, post_event)
 
 
 @kopf.on.event("", "v1", "pods", labels={"app.kubernetes.io/managed-by": MANAGED_BY})
@@ -63,4 +65,4 @@ def pod_changed(body, namespace, labels, type, **_) -> None:
 @kopf.on.delete(GROUP, VERSION, PLURAL)
 def deleted(body, **_) -> None:
     """Task pods go with the job (ownerReferences); its intermediate data goes here."""
-    delete_work(dict(body), settings)
+    delete_work({"metadata": dict(body.metadata), "spec": dict(body.spec)}, settings)
