@@ -44,20 +44,166 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cluster():
+    from kubemr.cluster import Cluster
+
+    return Cluster()
+
+
+def _print(args: argparse.Namespace, data, text: str) -> None:
+    print(json.dumps(data, indent=2, default=str) if args.output == "json" else text)
+
+
+def _wait(args: argparse.Namespace, namespace: str, name: str) -> int:
+    from kubemr.sdk import Job
+
+    job = Job(name, namespace, _cluster())
+    job.wait(timeout=args.timeout, progress=sys.stderr.isatty() or args.progress)
+    print(f"mapreducejob {namespace}/{name} succeeded", file=sys.stderr)
+    return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from kubemr.manifest import load_manifest
+
+    job = load_manifest(args.manifest)
+    manifest = job.to_manifest()
+    manifest["metadata"]["namespace"] = args.namespace or job.namespace
+    if "uris" in manifest["spec"]["input"] and len(manifest["spec"]["input"]["uris"]) == 1:
+        manifest["spec"]["input"]["uri"] = manifest["spec"]["input"].pop("uris")[0]
+    _cluster().create_job(manifest)
+    namespace = manifest["metadata"]["namespace"]
+    print(f"mapreducejob {namespace}/{job.name} created", file=sys.stderr)
+    return _wait(args, namespace, job.name) if args.wait else 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    jobs = _cluster().list_jobs(None if args.all_namespaces else args.namespace or "default")
+    rows = [[j["metadata"]["namespace"], j["metadata"]["name"],
+             (j.get("status") or {}).get("phase", "Pending"),
+             (j.get("status") or {}).get("mapsDone", "-"),
+             (j.get("status") or {}).get("reducesDone", "-")] for j in jobs]
+    data = [dict(zip(["namespace", "name", "phase", "maps", "reduces"], r, strict=True))
+            for r in rows]
+    _print(args, data, _table(["NAMESPACE", "NAME", "PHASE", "MAPS", "REDUCES"], rows))
+    return 0
+
+
+def _describe(args: argparse.Namespace) -> int:
+    cluster = _cluster()
+    namespace = args.namespace or "default"
+    job = cluster.get_job(namespace, args.job)
+    status = job.get("status") or {}
+    attempts = cluster.attempts(namespace, args.job)
+    rows = []
+    for a in attempts:
+        counters = ((a.record or {}).get("counters") or {}).get("kubemr", {})
+        records_in = counters.get("map_input_records", counters.get("reduce_input_groups", ""))
+        records_out = counters.get("map_output_records", counters.get("reduce_output_records",
+                                                                      ""))
+        local = ""
+        if a.task_type == "map" and a.record:
+            local = "yes" if a.record.get("dataNode") in (None, a.node) else "no"
+        rows.append([a.name, str(a.attempt), a.phase, a.node or "-", local,
+                     f"{a.seconds:.1f}s" if a.seconds is not None else "-", str(records_in),
+                     str(records_out), (a.error.strip().splitlines() or [""])[-1][:60]])
+    header = (f"Name:      {namespace}/{args.job}\nPhase:     {status.get('phase', 'Pending')}\n"
+              f"Maps:      {status.get('mapsDone', '-')}\nReduces:   "
+              f"{status.get('reducesDone', '-')}\nAttempts:  {status.get('attempts', 0)}\n"
+              f"Locality:  {status.get('locality', {})}\n")
+    if status.get("message"):
+        header += f"Message:   {status['message']}\n"
+    table = _table(["TASK", "ATTEMPT", "PHASE", "NODE", "DATA-LOCAL", "DURATION", "IN", "OUT",
+                    "ERROR"], rows)
+    data = {"job": job, "attempts": [a.__dict__ for a in attempts]}
+    _print(args, data, header + "\n" + table)
+    return 0
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from kubemr.sdk import Job
+
+    print(Job(args.job, args.namespace or "default", _cluster()).logs(args.task), end="")
+    return 0
+
+
+def _cat(args: argparse.Namespace) -> int:
+    from kubemr.sdk import read_output
+
+    job = _cluster().get_job(args.namespace or "default", args.job)
+    output = job["spec"]["output"]
+    for key, value in read_output(output["uri"], output.get("format", "text")):
+        print(json.dumps([key, value], ensure_ascii=False) if args.output == "json"
+              else f"{key}\t{value}")
+    return 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    _cluster().delete_job(args.namespace or "default", args.job)
+    print(f"mapreducejob {args.job} deleted", file=sys.stderr)
+    return 0
+
+
+def _timeline(args: argparse.Namespace) -> int:
+    import time
+
+    from kubemr.timeline import render_html
+
+    namespace = args.namespace or "default"
+    attempts = _cluster().attempts(namespace, args.job)
+    if not args.file.endswith((".html", ".htm")):
+        raise KubemrError("timeline: write an .html file (-o timeline.html)")
+    with open(args.file, "w") as f:
+        f.write(render_html(args.job, attempts, time.time()))
+    print(f"wrote {args.file}: {len(attempts)} task attempts", file=sys.stderr)
+    return 0
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows, strict=True)]
+    return "\n".join("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip()
+                     for row in [header, *rows])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubemr", description="Kubernetes-native MapReduce.")
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run a MapReduceJob manifest")
+
+    def command(name: str, handler, help: str, job: bool = False,
+                output_format: bool = True) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help)
+        if job:
+            sub.add_argument("job", help="MapReduceJob name")
+        sub.add_argument("-n", "--namespace", help="namespace (default: default)")
+        if output_format:
+            sub.add_argument("-o", "--output", choices=["text", "json"], default="text",
+                             help="json for scripts")
+        sub.set_defaults(handler=handler)
+        return sub
+
+    run = command("run", _run, "run a MapReduceJob manifest (--local: on this machine)")
     run.add_argument("manifest", help="MapReduceJob YAML file")
     run.add_argument("--local", action="store_true", help="run on this machine, no cluster")
     run.add_argument("--workers", type=int, help="worker processes (default: one per core, >= 2)")
     run.add_argument("--overwrite", action="store_true", help="replace a committed output")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress messages")
-    run.add_argument("-o", "--output", choices=["text", "json"], default="text")
-    run.set_defaults(handler=_run)
-    validate = commands.add_parser("validate", help="check a manifest without running it")
+    submit = command("submit", _submit, "create a MapReduceJob on the cluster")
+    submit.add_argument("manifest", help="MapReduceJob YAML file")
+    submit.add_argument("--wait", action="store_true", help="wait for the job, with progress")
+    submit.add_argument("--progress", action="store_true", help="progress bar even if no tty")
+    submit.add_argument("--timeout", type=float, help="seconds to wait at most")
+    validate = command("validate", _validate, "check a manifest without running it")
     validate.add_argument("manifest")
-    validate.set_defaults(handler=_validate)
+    listing = command("list", _list, "list MapReduceJobs")
+    listing.add_argument("-A", "--all-namespaces", action="store_true")
+    command("describe", _describe, "a job's status and a table of its task attempts", job=True)
+    logs = command("logs", _logs, "logs of a task's latest attempt", job=True)
+    logs.add_argument("--task", default="map-0", help="task name: map-3, reduce-0 (default map-0)")
+    command("cat", _cat, "print the job's output records", job=True)
+    command("delete", _delete, "delete a job, its pods and its intermediate data", job=True)
+    timeline = command("timeline", _timeline, "draw task attempts per node over time", job=True,
+                       output_format=False)
+    timeline.add_argument("-o", "--file", default="timeline.html", help="HTML file to write")
     return parser
 
 

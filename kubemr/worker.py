@@ -28,6 +28,14 @@ def error_tail(e: BaseException) -> str:
     return "\n".join(text[-TAIL_LINES:])[-3000:]
 
 
+def termination_message(outcome: dict) -> str:
+    """The outcome as the pod's termination message (at most 4 KiB, so no run index)."""
+    if outcome.get("ok"):
+        record = {k: v for k, v in outcome["commit"].items() if k != "index"}
+        return json.dumps({"ok": True, "commit": record})[:4000]
+    return json.dumps(outcome)[:4000]
+
+
 def _start_heartbeat(task: dict) -> None:
     """Rewrite the attempt's .alive object every KUBEMR_HEARTBEAT_SECONDS, from a thread."""
     seconds = float(os.environ.get("KUBEMR_HEARTBEAT_SECONDS") or 0)
@@ -84,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             json.dump(outcome, f)
     if os.path.exists(TERMINATION_LOG) and os.access(TERMINATION_LOG, os.W_OK):
         with open(TERMINATION_LOG, "w") as f:
-            f.write(json.dumps(outcome)[:4000])
+            f.write(termination_message(outcome))
     return code
 
 

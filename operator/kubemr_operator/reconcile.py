@@ -205,7 +205,7 @@ class Pass:
         if task.task_type == "map":
             entry = self.cache.plan[task.index]
             document["split"] = entry["split"]
-            data_node = entry["node"]
+            data_node = document["dataNode"] = entry["node"]
         else:
             document["maps"] = len(self.cache.plan)
         pod = build_task_pod(job=self.job, task=document, settings=self.settings,
