@@ -1,0 +1,222 @@
+"""Cluster benchmarks: job overhead against bare pods, and word count throughput.
+
+    eval "$(hack/cluster.sh env)"      # a cluster with the operator installed (helm)
+    python bench/cluster.py overhead [--runs 5]
+    python bench/cluster.py throughput [--size-mib 1024]
+
+overhead: seconds from `kubectl apply` of a trivial job (1 map, 1 reduce) to phase Succeeded,
+against two bare pods of the same image run one after the other (create, wait for Succeeded,
+then the next); median of --runs, and their ratio (target: at most 1.3).
+throughput: word count over a corpus in MinIO on the cluster, against the local runner over the
+same corpus on this machine (2 workers); MB/s of each and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+IMAGE = os.environ.get("KUBEMR_IMAGE", "kubemr/kubemr:dev")
+NAMESPACE = "kubemr-bench"
+SYSTEM = "kubemr-system"
+WORDCOUNT = """
+import re
+WORD = re.compile(r"[a-z']+")
+def mapper(offset, line):
+    for word in WORD.findall(line.lower()):
+        yield word, 1
+def reducer(word, counts):
+    yield word, sum(counts)
+"""
+
+
+def kubectl(*args: str, input: str | None = None) -> str:
+    return subprocess.run(
+        ["kubectl", *args], input=input, capture_output=True, text=True, check=True
+    ).stdout
+
+
+def get(kind: str, name: str) -> dict:
+    return json.loads(kubectl("get", kind, name, "-n", NAMESPACE, "-o", "json"))
+
+
+def setup_storage() -> None:
+    secret = json.loads(kubectl("get", "secret", "minio-credentials", "-n", SYSTEM, "-o", "json"))[
+        "data"
+    ]
+    ip = json.loads(kubectl("get", "service", "minio", "-n", SYSTEM, "-o", "json"))["spec"][
+        "clusterIP"
+    ]
+    os.environ.update(
+        KUBEMR_S3_ENDPOINT=f"http://{ip}:9000",
+        KUBEMR_S3_ACCESS_KEY=base64.b64decode(secret["accessKey"]).decode(),
+        KUBEMR_S3_SECRET_KEY=base64.b64decode(secret["secretKey"]).decode(),
+    )
+    subprocess.run(["kubectl", "create", "namespace", NAMESPACE], capture_output=True)
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "minio-credentials", "namespace": NAMESPACE},
+                "data": secret,
+            }
+        ),
+    )
+
+
+def bare_pod_seconds() -> float:
+    started = time.time()
+    for _ in range(2):
+        name = f"bare-{uuid.uuid4().hex[:6]}"
+        kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {"name": name, "namespace": NAMESPACE},
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [
+                            {
+                                "name": "task",
+                                "image": IMAGE,
+                                "imagePullPolicy": "IfNotPresent",
+                                "command": ["python", "-c", "import kubemr.worker"],
+                            }
+                        ],
+                    },
+                }
+            ),
+        )
+        while get("pod", name)["status"].get("phase") not in ("Succeeded", "Failed"):
+            time.sleep(0.1)
+    return time.time() - started
+
+
+def job_seconds(job: dict, timeout: float = 3600) -> float:
+    started = time.time()
+    kubectl("apply", "-f", "-", input=json.dumps(job))
+    name = job["metadata"]["name"]
+    while time.time() - started < timeout:
+        phase = (get("mapreducejob", name).get("status") or {}).get("phase")
+        if phase == "Succeeded":
+            return time.time() - started
+        if phase == "Failed":
+            raise SystemExit(f"job {name} failed: {get('mapreducejob', name)['status']}")
+        time.sleep(0.1)
+    raise SystemExit(f"job {name} did not finish within {timeout}s")
+
+
+def job_manifest(name: str, input_uri: str, output_uri: str, **spec) -> dict:
+    return {
+        "apiVersion": "kubemr.io/v1alpha1",
+        "kind": "MapReduceJob",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "input": {"uri": input_uri},
+            "output": {"uri": output_uri},
+            "mapper": "mapper",
+            "reducer": "reducer",
+            "combiner": "reducer",
+            "storage": {"secretName": "minio-credentials"},
+            "code": {"inline": WORDCOUNT},
+            **spec,
+        },
+    }
+
+
+def overhead(runs: int) -> None:
+    from kubemr.storage import store_for
+
+    bucket = f"s3://bench-{uuid.uuid4().hex[:8]}"
+    store_for(bucket + "/").write_bytes(f"{bucket}/in/tiny.txt", b"one two two three\n")
+    bare, jobs = [], []
+    for i in range(runs):
+        bare.append(bare_pod_seconds())
+        jobs.append(
+            job_seconds(
+                job_manifest(
+                    f"tiny-{i}-{uuid.uuid4().hex[:4]}", f"{bucket}/in/", f"{bucket}/out-{i}/"
+                )
+            )
+        )
+        print(f"run {i + 1}: two bare pods {bare[-1]:.2f}s, job {jobs[-1]:.2f}s", flush=True)
+    b, j = statistics.median(bare), statistics.median(jobs)
+    print(
+        f"median: two bare pods {b:.2f}s, trivial job {j:.2f}s, ratio {j / b:.2f} (target <= 1.3)"
+    )
+
+
+def throughput(size_mib: int) -> None:
+    from corpus import corpus
+
+    from kubemr.manifest import parse_manifest
+    from kubemr.runner import run_local
+    from kubemr.storage import store_for
+
+    folder = corpus(size_mib << 20)
+    size = sum(
+        os.path.getsize(os.path.join(folder, f))
+        for f in os.listdir(folder)
+        if not f.startswith(".")
+    )
+    bucket = f"s3://bench-{uuid.uuid4().hex[:8]}"
+    store = store_for(bucket + "/")
+    for name in sorted(os.listdir(folder)):
+        if not name.startswith("."):
+            store.upload_file(f"{bucket}/in/{name}", os.path.join(folder, name))
+    cluster = job_seconds(
+        job_manifest(
+            f"wordcount-{uuid.uuid4().hex[:4]}",
+            f"{bucket}/in/",
+            f"{bucket}/out/",
+            reducers=2,
+            parallelism=4,
+        )
+    )
+    local_job = parse_manifest(
+        job_manifest("local", folder + "/", f"/tmp/kubemr-bench-out-{os.getpid()}/")
+    )
+    started = time.time()
+    run_local(local_job, workers=2)
+    local = time.time() - started
+    print(
+        f"corpus {size / 1e6:.0f} MB: cluster {size / cluster / 1e6:.1f} MB/s ({cluster:.1f}s), "
+        f"local runner {size / local / 1e6:.1f} MB/s ({local:.1f}s), "
+        f"cluster/local {local / cluster:.2f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("what", choices=["overhead", "throughput"])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--size-mib", type=int, default=1024)
+    args = parser.parse_args()
+    setup_storage()
+    if args.what == "overhead":
+        overhead(args.runs)
+    else:
+        throughput(args.size_mib)
+
+
+if __name__ == "__main__":
+    main()
