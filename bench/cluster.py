@@ -191,7 +191,7 @@ def throughput(size_mib: int) -> None:
         )
     )
     local_job = parse_manifest(
-        job_manifest("local", folder + "/", f"/tmp/kubemr-bench-out-{os.getpid()}/")
+        job_manifest("local", folder + "/", f"/tmp/kubemr-bench-out-{os.getpid()}/", reducers=2)
     )
     started = time.time()
     run_local(local_job, workers=2)
