@@ -66,7 +66,8 @@ def _group_into(groups: defaultdict, batch: list) -> None:
     try:
         deque(map(list.append, map(groups.__getitem__, map(first, batch)), map(second, batch)),
               maxlen=0)
-    except TypeError as e:
+    except (TypeError, IndexError, KeyError) as e:
+        _check_pairs(batch)
         if "unhashable" in str(e):
             bad = next(k for k, _ in batch if getattr(k, "__hash__", None) is None)
             raise UserCodeError(
@@ -128,7 +129,7 @@ class MapTask:
             batch = list(islice(outputs, PULL))
             if not batch:
                 break
-            _check_pairs(batch)
+            _check_pairs(batch if not self.counters["map_output_records"] else batch[::97])
             keys_before = len(groups)
             _group_into(groups, batch)
             n = len(batch)

@@ -167,3 +167,13 @@ def test_one_key_with_many_values_streams_through_the_reducer(tmp_path):
                               split_size=1 << 30)
     assert lines == ['["x", 200000]']
     assert counters["spilled_records"] >= 200_000
+
+
+def test_a_bad_pair_after_the_first_batch_is_still_named(tmp_path):
+    path = corpus(tmp_path, lines=3000)
+
+    def late_single(offset, line):
+        yield (line,) if offset > 20_000 else (line, 1)
+
+    with pytest.raises(UserCodeError, match="must yield \\(key, value\\) pairs"):
+        run_job(tmp_path, UserFunctions(mapper=late_single), path, split_size=1 << 20)
