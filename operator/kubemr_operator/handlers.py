@@ -50,7 +50,7 @@ def tick(name, namespace, **_) -> None:
         reconcile(job, kube(), settings, post_event)
 
 
-@kopf.on.event("", "v1", "pods", labels={"app.kubernetes.io/managed-by": MANAGED_BY})
+@kopf.on.event("pods", labels={"app.kubernetes.io/managed-by": MANAGED_BY})
 def pod_changed(body, namespace, labels, type, **_) -> None:
     """A task pod finished or vanished: run the job's pass now rather than at the next tick."""
     phase = body.get("status", {}).get("phase")
