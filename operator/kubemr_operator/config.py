@@ -14,7 +14,8 @@ class Settings:
     # Image of the task pods when a job names none.
     image: str = "kubemr/kubemr:dev"
     image_pull_policy: str = "IfNotPresent"
-    # S3 endpoint the task pods use when a job names none.
+    # S3 endpoint the task pods use when a job names none (KUBEMR_TASK_S3_ENDPOINT, else the
+    # operator's own KUBEMR_S3_ENDPOINT).
     s3_endpoint: str = ""
     # Secret (in the job's namespace) with accessKey/secretKey when a job names none.
     secret_name: str = "kubemr-storage"
@@ -32,7 +33,7 @@ class Settings:
             work_uri=env.get("KUBEMR_WORK_URI", cls.work_uri),
             image=env.get("KUBEMR_IMAGE", cls.image),
             image_pull_policy=env.get("KUBEMR_IMAGE_PULL_POLICY", cls.image_pull_policy),
-            s3_endpoint=env.get("KUBEMR_S3_ENDPOINT", ""),
+            s3_endpoint=env.get("KUBEMR_TASK_S3_ENDPOINT") or env.get("KUBEMR_S3_ENDPOINT", ""),
             secret_name=env.get("KUBEMR_STORAGE_SECRET", cls.secret_name),
             interval=float(env.get("KUBEMR_RECONCILE_SECONDS", cls.interval)),
             heartbeat_seconds=float(env.get("KUBEMR_HEARTBEAT_SECONDS", cls.heartbeat_seconds)),
