@@ -113,6 +113,7 @@ class S3Store:
 
     def _call(self, what: str, uri: str, fn, *args, **kwargs):
         from minio.error import S3Error
+        from urllib3.exceptions import HTTPError
 
         try:
             return fn(*args, **kwargs)
@@ -125,8 +126,9 @@ class S3Store:
                     "(check the credentials)"
                 ) from None
             raise StorageError(f"cannot {what} {uri}: {e.code}: {e.message}") from None
-        except OSError as e:
-            raise StorageError(f"cannot {what} {uri}: S3 server {self.endpoint}: {e}") from None
+        except (OSError, HTTPError) as e:
+            reason = getattr(e, "reason", None) or e
+            raise StorageError(f"cannot {what} {uri}: S3 server {self.endpoint}: {reason}") from None
 
     def _ensure_bucket(self, bucket: str, uri: str) -> None:
         if bucket in self._buckets_seen:

@@ -64,13 +64,12 @@ def _data_node(uri: str, settings: Settings) -> str | None:
     return None
 
 
-def load_plan(job: dict, work: str, settings: Settings) -> list[dict]:
+def load_plan(spec: dict, work: str, settings: Settings) -> list[dict]:
     """The job's splits with the node holding each, planned once and kept in the store."""
     uri = join(work, "plan.json")
     store = store_for(uri)
     if store.exists(uri):
         return json.loads(store.read_bytes(uri))
-    spec = job["spec"]
     commit.check_output(spec)
     splits = plan_splits(spec["input"]["uris"], spec["input"]["format"],
                          spec["input"]["splitSize"])
@@ -113,7 +112,7 @@ class Pass:
             return
         try:
             if self.cache.plan is None:
-                self.cache.plan = load_plan(self.job, self.work, self.settings)
+                self.cache.plan = load_plan(self.spec, self.work, self.settings)
                 self.events(self.job, "Normal", "Planned",
                             f"{len(self.cache.plan)} map tasks, {self.spec['reducers']} reduce "
                             "tasks")
