@@ -128,7 +128,8 @@ class S3Store:
             raise StorageError(f"cannot {what} {uri}: {e.code}: {e.message}") from None
         except (OSError, HTTPError) as e:
             reason = getattr(e, "reason", None) or e
-            raise StorageError(f"cannot {what} {uri}: S3 server {self.endpoint}: {reason}") from None
+            raise StorageError(
+                f"cannot {what} {uri}: S3 server {self.endpoint}: {reason}") from None
 
     def _ensure_bucket(self, bucket: str, uri: str) -> None:
         if bucket in self._buckets_seen:
