@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from kubemr_operator.tasks import TaskState, counts, decide
 
 log = logging.getLogger("kubemr.operator")
 TERMINAL = ("Succeeded", "Failed")
+MISSING_MAP_OUTPUT = re.compile(r"no such object: \S*/map-(\d+)/attempt-\d+\.out")
 Events = Callable[[dict, str, str, str], None]  # (job, type, reason, message)
 
 
@@ -170,7 +172,8 @@ class Pass:
         reduces = self._tasks("reduce", num_reduces, started, committed, alive, pods,
                               ready_nodes)
         self._read_new_commits(committed)
-        if all(t.committed for t in maps) and self._drop_lost_map_outputs(maps, ready_nodes):
+        if all(t.committed for t in maps) and self._drop_lost_map_outputs(maps, reduces,
+                                                                            ready_nodes):
             return
         mapping = not all(t.committed for t in maps)
         active = maps if mapping else reduces
@@ -240,14 +243,20 @@ class Pass:
                 if record:
                     self.cache.commits[key] = record
 
-    def _drop_lost_map_outputs(self, maps: list[TaskState], ready_nodes: set[str]) -> bool:
-        """Map outputs kept on a node that is gone are made again: their COMMITs are removed."""
-        lost = []
+    def _drop_lost_map_outputs(self, maps: list[TaskState], reduces: list[TaskState],
+                               ready_nodes: set[str]) -> bool:
+        """Map outputs kept on a node that is gone, or that a reduce task could not fetch, are
+        made again: their COMMITs are removed, so the maps run again."""
+        lost = set()
         for task in maps:
             record = self.cache.commits.get(("map", task.index))
             node = record and _data_node(record["data"], self.settings)
             if node and ready_nodes and node not in ready_nodes:
-                lost.append(task.index)
+                lost.add(task.index)
+        for task in reduces:
+            if task.outcome and task.outcome.state == "failed":
+                lost.update(int(i) for i in MISSING_MAP_OUTPUT.findall(task.outcome.message))
+        lost = sorted(i for i in lost if ("map", i) in self.cache.commits)
         for index in lost:
             self.store.delete(commit.commit_uri(self.work, "map", index))
             self.cache.commits.pop(("map", index), None)
