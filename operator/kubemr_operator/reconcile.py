@@ -34,7 +34,7 @@ from kubemr_operator.tasks import TaskState, counts, decide
 
 log = logging.getLogger("kubemr.operator")
 TERMINAL = ("Succeeded", "Failed")
-MISSING_MAP_OUTPUT = re.compile(r"no such object: \S*/map-(\d+)/attempt-\d+\.out")
+MISSING_MAP_OUTPUT = re.compile(r"no such object: (\S*/map-\d+/attempt-\d+\.out)")
 Events = Callable[[dict, str, str, str], None]  # (job, type, reason, message)
 
 
@@ -253,10 +253,12 @@ class Pass:
             node = record and _data_node(record["data"], self.settings)
             if node and ready_nodes and node not in ready_nodes:
                 lost.add(task.index)
-        for task in reduces:
-            if task.outcome and task.outcome.state == "failed":
-                lost.update(int(i) for i in MISSING_MAP_OUTPUT.findall(task.outcome.message))
-        lost = sorted(i for i in lost if ("map", i) in self.cache.commits)
+        missing = {uri for task in reduces if task.outcome and task.outcome.state == "failed"
+                   for uri in MISSING_MAP_OUTPUT.findall(task.outcome.message)}
+        for (task_type, index), record in self.cache.commits.items():
+            if task_type == "map" and record["data"] in missing:
+                lost.add(index)
+        lost = sorted(lost)
         for index in lost:
             self.store.delete(commit.commit_uri(self.work, "map", index))
             self.cache.commits.pop(("map", index), None)
