@@ -145,6 +145,12 @@ image_kubemr() {
     log "image $KUBEMR_IMAGE: wheelhouse on the host (pip wheel)"
     python3 -m pip wheel -q --wheel-dir "$ctx/worker_image/wheels" "$ctx" >> "$KUBEMR_LOG_DIR/build.log" 2>&1 \
       || die "pip wheel failed (log: $KUBEMR_LOG_DIR/build.log)"
+    # ... and the build backend (pyproject's build-system.requires) for `pip install /src`
+    local breq
+    breq=$(python3 -c 'import sys, tomllib; print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["build-system"]["requires"]))' "$ctx/pyproject.toml")
+    # shellcheck disable=SC2086
+    python3 -m pip download -q --dest "$ctx/worker_image/wheels" $breq wheel >> "$KUBEMR_LOG_DIR/build.log" 2>&1 \
+      || die "pip download of build requirements failed (log: $KUBEMR_LOG_DIR/build.log)"
     _ensure_base_loaded
     _dk build -q -f "$ctx/worker_image/Dockerfile" --build-arg "BASE_IMAGE=$BASE_IMAGE" \
       --build-arg "PIP_INSTALL_ARGS=--no-index --find-links /tmp/wheels" \
@@ -159,10 +165,12 @@ image_kubemr() {
 build_images() {
   mkdir -p "$IMG_CACHE"
   IMAGE_TARS=()
+  trap 'dockerd_down' EXIT   # also when a build dies
   image_pause
   image_base
   image_minio
   image_kubemr
   dockerd_down
+  trap - EXIT
   log "images ready: ${IMAGE_TARS[*]##*/}"
 }

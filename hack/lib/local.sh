@@ -443,6 +443,8 @@ syncFrequency: 10s
 fileCheckFrequency: 10s
 shutdownGracePeriod: 0s
 localStorageCapacityIsolation: true
+# Not the shared /var/log/pods: each kubelet deletes log dirs of pods it does not know.
+podLogsDir: $ND/pod-logs
 YAML
   start_proc "kubelet-$N" "$CL/bin/kubelet" --config "$ND/kubelet.yaml" \
     --kubeconfig "$CL/node-$N.kubeconfig" --hostname-override "$N" --node-ip "$IP" \
@@ -569,17 +571,18 @@ local_down() {
     umount_under "$ND"
     rm_cgroups "$N"
   done
-  # kubelet canary chains
-  local t ch
-  for t in filter nat mangle; do
-    for ch in $(iptables -t "$t" -S 2>/dev/null | awk '/^-N KUBE-/{print $2}'); do
-      iptables -t "$t" -F "$ch" 2>/dev/null || true
-    done
-    for ch in $(iptables -t "$t" -S 2>/dev/null | awk '/^-N KUBE-/{print $2}'); do
-      iptables -t "$t" -S 2>/dev/null | grep -E "^-A [A-Z]+ .*-j $ch( |\$)" | sed 's/^-A/-D/' | while read -r rule; do
-        eval iptables -t "$t" "$rule" 2>/dev/null || true
+  # kubelet canary chains and anything kube-proxy --cleanup left
+  local t ch ipt
+  for ipt in iptables ip6tables; do
+    command -v "$ipt" >/dev/null || continue
+    for t in filter nat mangle; do
+      for ch in $("$ipt" -t "$t" -S 2>/dev/null | awk '/^-N KUBE-/{print $2}'); do
+        "$ipt" -t "$t" -S 2>/dev/null | grep -E "^-A [A-Z]+ .*-j $ch( |\$)" | sed 's/^-A/-D/' | while read -r rule; do
+          eval "$ipt" -t "$t" "$rule" 2>/dev/null || true
+        done
       done
-      iptables -t "$t" -X "$ch" 2>/dev/null || true
+      for ch in $("$ipt" -t "$t" -S 2>/dev/null | awk '/^-N KUBE-/{print $2}'); do "$ipt" -t "$t" -F "$ch" 2>/dev/null || true; done
+      for ch in $("$ipt" -t "$t" -S 2>/dev/null | awk '/^-N KUBE-/{print $2}'); do "$ipt" -t "$t" -X "$ch" 2>/dev/null || true; done
     done
   done
   host_net_down
