@@ -28,7 +28,7 @@ dockerd_up() {
   setsid dockerd --data-root "$KUBEMR_CACHE/docker" --exec-root "$DOCKER_RUN/exec" \
     --pidfile "$DOCKER_RUN/dockerd.pid" -H "unix://$DOCKER_RUN/docker.sock" \
     --bridge=none --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false \
-    --storage-driver=overlay2 >> "$KUBEMR_LOG_DIR/dockerd.log" 2>&1 < /dev/null &
+    --storage-driver=overlay2 >> "$KUBEMR_LOG_DIR/dockerd.log" 2>&1 < /dev/null 3>&- &
   local i
   for ((i = 0; i < 120; i++)); do _dk version >/dev/null 2>&1 && return 0; sleep 0.5; done
   die "dockerd did not start (log: $KUBEMR_LOG_DIR/dockerd.log)"

@@ -1,7 +1,7 @@
 # The local path: a real control plane and N kubelets on this host.
 #
 # Addresses (all on interfaces this script creates and removes):
-#   kubemr0 (dummy)     172.30.0.1 control plane (apiserver :6443, CoreDNS :53)
+#   kubemr0 (bridge, no ports)172.30.0.1 control plane (apiserver :6443, CoreDNS :53)
 #                       172.30.0.1<i> node i (kubelet :10250, healthz :10248)
 #   kmr-br<i> (bridge)  10.244.<i>.0/24 pod subnet of node i, gateway .1
 #   services            10.96.0.0/16 (kubernetes 10.96.0.1, kube-dns 10.96.0.10)
@@ -38,7 +38,7 @@ start_proc() {
   if proc_alive "$name"; then log "$name: already running (pid $(cat "$CL/pids/$name.pid"))"; return 0; fi
   mkdir -p "$CL/pids" "$KUBEMR_LOG_DIR"
   echo "=== $(date -Is) start: $*" >> "$KUBEMR_LOG_DIR/$name.log"
-  setsid "$@" >> "$KUBEMR_LOG_DIR/$name.log" 2>&1 < /dev/null &
+  setsid "$@" >> "$KUBEMR_LOG_DIR/$name.log" 2>&1 < /dev/null 3>&- &
   echo $! > "$CL/pids/$name.pid"
   log "$name: started (pid $!)"
 }
@@ -77,7 +77,7 @@ check_host() {
 
 host_net_up() {
   if ! ip link show "$DUMMY_IF" >/dev/null 2>&1; then
-    ip link add "$DUMMY_IF" type dummy
+    ip link add "$DUMMY_IF" type bridge
   fi
   ip link set "$DUMMY_IF" up
   ip addr replace "$CP_IP/24" dev "$DUMMY_IF"
@@ -291,7 +291,7 @@ kind: EndpointSlice
 metadata:
   name: kube-dns-host
   namespace: kube-system
-  labels: {kubernetes.io/service-name: kube-dns, endpointslice.kubernetes.io/managed-by: kubemr.io/cluster-sh}
+  labels: {kubernetes.io/service-name: kube-dns, endpointslice.kubernetes.io/managed-by: kubemr-cluster-sh}
 addressType: IPv4
 endpoints:
 - addresses: ["$CP_IP"]
@@ -341,6 +341,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   enable_selinux = false
+  # this host lacks CAP_SYS_RESOURCE: never ask runc for an oom_score_adj below our own
+  restrict_oom_score_adj = true
   netns_mounts_under_state_dir = true
   max_container_log_line_size = 16384
   [plugins."io.containerd.grpc.v1.cri".containerd]
