@@ -308,11 +308,11 @@ node_dirs() {  # sets N, IP, ND (persistent dir), NR (run dir), SOCK
   SOCK="$NR/containerd.sock"
 }
 
-cgroup_controllers() {
+cgroup_controllers() {  # cgroup_controllers [all]: v1 hierarchies (+ the unified one with "all")
   local d
   for d in /sys/fs/cgroup/*/; do
     d=${d%/}
-    [[ "$d" == */unified ]] && continue
+    [[ "$d" == */unified && "${1:-}" != all ]] && continue
     [[ -f "$d/cgroup.procs" ]] && echo "$d"
   done
 }
@@ -518,17 +518,17 @@ deploy_minio() {
 }
 
 kill_cgroup_procs() {  # kills every process in cgroup tree kubemr-<node>
-  local n=$1 c f pid
-  for c in $(cgroup_controllers); do
+  local n=$1 c pid
+  for c in $(cgroup_controllers all); do
     [[ -d "$c/kubemr-$n" ]] || continue
-    while read -r f; do
-      while read -r pid; do [[ -n "$pid" ]] && kill -KILL "$pid" 2>/dev/null || true; done < "$f"
-    done < <(find "$c/kubemr-$n" -name cgroup.procs 2>/dev/null)
+    for pid in $(find "$c/kubemr-$n" -name cgroup.procs -exec cat {} + 2>/dev/null || true); do
+      kill -KILL "$pid" 2>/dev/null || true
+    done
   done
 }
 rm_cgroups() {
   local n=$1 c
-  for c in $(cgroup_controllers); do
+  for c in $(cgroup_controllers all); do
     [[ -d "$c/kubemr-$n" ]] || continue
     find "$c/kubemr-$n" -depth -type d -exec rmdir {} \; 2>/dev/null || true
   done
@@ -548,6 +548,8 @@ shim_pids() {  # containerd shims of node $1 (their -address is our socket)
 }
 
 local_down() {
+  # Best effort: every step runs even when an earlier one found nothing to do.
+  set +e +o pipefail
   mkdir -p "$CL"
   log "stopping kubelets"
   local i n pid
@@ -567,6 +569,7 @@ local_down() {
   if [[ -d "$CL/pids" ]]; then for n in "$CL"/pids/*.pid; do [[ -f "$n" ]] && stop_proc "$(basename "$n" .pid)"; done; fi
   log "cleaning iptables (kube-proxy --cleanup), mounts, cgroups, interfaces"
   [[ -x "$CL/bin/kube-proxy" ]] && "$CL/bin/kube-proxy" --cleanup >>"$KUBEMR_LOG_DIR/kube-proxy.log" 2>&1 || true
+  log "unmounting, removing cgroups"
   for i in $(nodes); do
     node_dirs "$i"
     umount_under "$NR"
@@ -588,6 +591,7 @@ local_down() {
     done
   done
   host_net_down
+  log "removing node state"
   rm -rf "$STATE" "$RUNDIR" "$CL/pids"
   rm -f "$CL/mode"
   log "cluster down (caches kept in $KUBEMR_CACHE)"
