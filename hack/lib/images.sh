@@ -46,8 +46,12 @@ dockerd_down() {
   log "image builder: dockerd stopped"
 }
 
-_save() {  # _save TAG TAR
+_save() {  # _save TAG TAR; older tars of the same image are dropped from the cache
   _dk save -o "$2.tmp" "$1" && mv -f "$2.tmp" "$2"
+  local prefix old; prefix=$(basename "$2"); prefix=${prefix%-*}
+  for old in "$IMG_CACHE/$prefix"-*.tar; do
+    [[ "$old" == "$2" || "$(basename "$old")" != "$prefix"-????????????.tar ]] || rm -f "$old"
+  done
   log "image $1 saved ($(du -h "$2" | cut -f1))"
 }
 
