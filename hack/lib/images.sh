@@ -73,26 +73,42 @@ image_pause() {
 
 base_key() { echo "$DEBIAN_SUITE $BASE_PACKAGES v2" | _hash; }
 
+# The rootfs of the base image: debootstrap is network-bound, so a cold `up` runs it
+# in the background while the Go builds keep the CPUs busy.
+base_rootfs() { echo "$KUBEMR_CACHE/rootfs-$DEBIAN_SUITE-$(base_key)"; }
+
+prepare_base_rootfs() {
+  local root; root=$(base_rootfs)
+  [[ -f "$root.done" ]] && return 0
+  command -v debootstrap >/dev/null || die "debootstrap missing: apt-get install -y debootstrap"
+  rm -rf "$root"
+  log "image $BASE_IMAGE: debootstrap --variant=minbase $DEBIAN_SUITE with $BASE_PACKAGES (a few minutes)"
+  if ! debootstrap --variant=minbase --include="$BASE_PACKAGES" "$DEBIAN_SUITE" "$root" "$DEBIAN_MIRROR" \
+      >> "$KUBEMR_LOG_DIR/debootstrap.log" 2>&1; then
+    umount_under "$root"
+    log "debootstrap failed (log: $KUBEMR_LOG_DIR/debootstrap.log)"
+    return 1
+  fi
+  umount_under "$root"
+  # Behave like the official python image: pip installs system-wide, `python` exists.
+  rm -f "$root"/usr/lib/python3*/EXTERNALLY-MANAGED
+  ln -sf /usr/bin/python3 "$root/usr/local/bin/python"
+  ln -sf /usr/bin/pip3 "$root/usr/local/bin/pip"
+  rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/tmp/* "$root"/dev/*
+  touch "$root.done"
+  log "image $BASE_IMAGE: rootfs ready"
+}
+
 image_base() {
   local tar="$IMG_CACHE/base-python-$(base_key).tar"
   if [[ ! -f "$tar" ]]; then
-    command -v debootstrap >/dev/null || die "debootstrap missing: apt-get install -y debootstrap"
-    local root="$KUBEMR_CACHE/rootfs-$DEBIAN_SUITE"
-    rm -rf "$root"
-    log "image $BASE_IMAGE: debootstrap --variant=minbase $DEBIAN_SUITE with $BASE_PACKAGES (a few minutes)"
-    debootstrap --variant=minbase --include="$BASE_PACKAGES" "$DEBIAN_SUITE" "$root" "$DEBIAN_MIRROR" \
-      >> "$KUBEMR_LOG_DIR/debootstrap.log" 2>&1 || { umount_under "$root"; die "debootstrap failed (log: $KUBEMR_LOG_DIR/debootstrap.log)"; }
-    umount_under "$root"
-    # Behave like the official python image: pip installs system-wide, `python` exists.
-    rm -f "$root"/usr/lib/python3*/EXTERNALLY-MANAGED
-    ln -sf /usr/bin/python3 "$root/usr/local/bin/python"
-    ln -sf /usr/bin/pip3 "$root/usr/local/bin/pip"
-    rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/tmp/* "$root"/dev/*
+    local root; root=$(base_rootfs)
+    prepare_base_rootfs || die "debootstrap failed (log: $KUBEMR_LOG_DIR/debootstrap.log)"
     dockerd_up
     tar -C "$root" -c . | _dk import \
       --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
       --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' - "$BASE_IMAGE" >/dev/null
-    rm -rf "$root"
+    rm -rf "$root" "$root.done"
     _save "$BASE_IMAGE" "$tar"
   fi
   BASE_TAR=$tar

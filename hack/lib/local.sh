@@ -468,8 +468,13 @@ import_images_node() {  # import_images_node I TAR...
 local_build() {
   check_host
   mkdir -p "$KUBEMR_CACHE/bin" "$KUBEMR_LOG_DIR"
+  local deboot=""
+  if [[ ! -f "$IMG_CACHE/base-python-$(base_key).tar" && ! -f "$(base_rootfs).done" ]]; then
+    prepare_base_rootfs & deboot=$!     # network-bound: overlaps the compiles
+  fi
   log "building binaries (cache: $KUBEMR_CACHE/bin; go output: $KUBEMR_LOG_DIR/build.log)"
   build_all >> "$KUBEMR_LOG_DIR/build.log" 2>&1 || die "binary build failed: see $KUBEMR_LOG_DIR/build.log"
+  if [[ -n "$deboot" ]]; then wait "$deboot" || true; fi   # image_base retries/dies on failure
   link_bins
   build_images
 }
@@ -613,4 +618,32 @@ local_status() {
   else
     echo "  apiserver not reachable"
   fi
+}
+
+# ---------------------------------------------------------------- node failures
+# node-stop NAME: the node dies: its kubelet stops, every process of its pods is
+# killed and its containerd stops. The Node turns NotReady after the controller
+# manager's grace period (40s) and its pods are evicted like on a lost machine.
+# node-start NAME: containerd and kubelet come back; the node turns Ready.
+node_index() {
+  local i
+  for i in $(nodes); do [[ "$(node_name "$i")" == "$1" ]] && { echo "$i"; return 0; }; done
+  die "no node $1 (nodes: $(for i in $(nodes); do node_name "$i"; done | tr '\n' ' '))"
+}
+local_node_stop() {
+  local i; i=$(node_index "${1:?node name}"); node_dirs "$i"
+  stop_proc "kubelet-$N" 5
+  kill_cgroup_procs "$N"
+  stop_proc "containerd-$N" 5
+  local pid
+  for pid in $(shim_pids "$N"); do kill -KILL "$pid" 2>/dev/null || true; done
+  log "node $N stopped (kubelet, containerd and every pod process)"
+}
+local_node_start() {
+  local i; i=$(node_index "${1:?node name}"); node_dirs "$i"
+  IMAGE_TARS=()
+  start_containerd "$i"
+  wait_for 60 "containerd-$N" ctr -a "$SOCK" version
+  start_kubelet "$i"
+  log "node $N started"
 }
