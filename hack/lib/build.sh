@@ -66,11 +66,8 @@ GO
     ld+=" -X $p.gitCommit=0000000000000000000000000000000000000000 -X $p.gitTreeState=clean -X $p.buildDate=$date"
   done
   log "kubernetes $v: go build ${bins[*]} (one invocation, shared compile cache; the long part, ~25 min on 2 cores)"
-  ( while sleep 60; do log "kubernetes $v: still compiling"; done ) &
-  local hb=$!
   (cd "$d" && go build "${GO_BUILD_FLAGS[@]}" -tags "providerless" -ldflags "$ld" -o "$d/out/" \
-      $(printf 'k8s.io/kubernetes/cmd/%s ' "${bins[@]}")) || { kill "$hb"; return 1; }
-  kill "$hb" 2>/dev/null || true
+      $(printf 'k8s.io/kubernetes/cmd/%s ' "${bins[@]}")) || return 1
   for p in "${bins[@]}"; do mv -f "$d/out/$p" "$KUBEMR_CACHE/bin/$p-$v"; done
   log "kubernetes $v: done"
 }
@@ -140,9 +137,24 @@ build_minio() {
   _go_install minio github.com/minio/minio "$v"
 }
 
+_building() { echo "$*" > "$KUBEMR_CACHE/.building"; }
+
 build_all() {
   mkdir -p "$KUBEMR_CACHE/bin"
-  build_etcd && build_coredns && build_helm && build_minio && build_kubernetes
+  : > "$KUBEMR_CACHE/.building"
+  # Heartbeat: a line a minute with what is compiling and the time so far.
+  ( while sleep 60; do
+      [[ -s "$KUBEMR_CACHE/.building" ]] && log "still building $(cat "$KUBEMR_CACHE/.building" 2>/dev/null)"
+    done ) 3>&3 &
+  local hb=$! rc=0
+  { _building "etcd $ETCD_VERSION" && build_etcd \
+    && _building "coredns $COREDNS_VERSION" && build_coredns \
+    && _building "helm $HELM_VERSION" && build_helm \
+    && _building "minio $MINIO_VERSION" && build_minio \
+    && _building "kubernetes $KUBE_VERSION" && build_kubernetes; } || rc=$?
+  kill "$hb" 2>/dev/null || true
+  rm -f "$KUBEMR_CACHE/.building"
+  return "$rc"
 }
 
 # Puts stable names (kubectl, etcd, ...) into $KUBEMR_CACHE/cluster/bin.

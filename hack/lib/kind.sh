@@ -32,7 +32,8 @@ kind_up() {
     kind load docker-image --name "$KIND_CLUSTER_NAME" "$img"
   done
   mkdir -p "$CL/bin"
-  if command -v kubectl >/dev/null; then ln -sfn "$(command -v kubectl)" "$CL/bin/kubectl"; fi
+  command -v kubectl >/dev/null || die "kubectl not found (the kind path uses the one on PATH)"
+  ln -sfn "$(command -v kubectl)" "$CL/bin/kubectl"
   local n
   for n in $(kctl get nodes -l kubemr.io/role=worker -o name); do
     kctl label "$n" node-role.kubernetes.io/worker= --overwrite >/dev/null

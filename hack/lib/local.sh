@@ -518,8 +518,12 @@ deploy_minio() {
   apply_minio_manifests "$ak" "$sk"
   wait_for 180 "minio ready" bash -c "'$CL/bin/kubectl' --kubeconfig '$CL/kubeconfig' -n kubemr-system rollout status deploy/minio --timeout=5s"
   local ip; ip=$(kctl -n kubemr-system get svc minio -o jsonpath='{.spec.clusterIP}')
-  wait_for 60 "minio reachable from the host at $ip:9000" curl -sf "http://$ip:9000/minio/health/ready"
-  log "minio: http://minio.kubemr-system:9000 in pods, http://$ip:9000 from the host"
+  if [[ "$(cat "$CL/mode" 2>/dev/null)" == local ]]; then
+    wait_for 60 "minio reachable from the host at $ip:9000" curl -sf "http://$ip:9000/minio/health/ready"
+    log "minio: http://minio.kubemr-system:9000 in pods, http://$ip:9000 from the host"
+  else
+    log "minio: http://minio.kubemr-system:9000 in pods (kubectl -n kubemr-system port-forward svc/minio 9000 for the host)"
+  fi
 }
 
 kill_cgroup_procs() {  # kills every process in cgroup tree kubemr-<node>
