@@ -1,0 +1,3 @@
+module kubemr.local/pause
+
+go 1.21
