@@ -18,7 +18,8 @@ def _run(args: argparse.Namespace) -> int:
 
     job = load_manifest(args.manifest)
     if not args.local:
-        raise KubemrError("only local runs are supported by `kubemr run` yet: add --local")
+        raise KubemrError("`kubemr run` runs on this machine: add --local, or use `kubemr submit` "
+                          "to run on the cluster")
 
     def progress(message: str) -> None:
         if not args.quiet:
