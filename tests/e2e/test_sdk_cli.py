@@ -1,0 +1,148 @@
+"""The SDK and the `kubemr` CLI against the real cluster and the operator."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+import uuid
+
+import pytest
+
+import kubemr
+from kubemr.sdk import Pipeline, Step, bundle_functions
+from kubemr.storage import store_for
+from tests.e2e.test_operator import SECRET, corpus, job_manifest, new_bucket, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "kubemr", *args], capture_output=True,
+                            text=True, timeout=600)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_a_lambda_closing_over_a_local_variable_runs_on_the_cluster(ns):
+    bucket = new_bucket()
+    want = corpus(bucket, files=2, lines=100)
+    bonus = 1000
+    job = kubemr.submit(lambda _, line: [(w, 1) for w in line.split()],
+                        lambda w, ones: [(w, sum(ones) + bonus)], input=f"{bucket}/in/",
+                        output=f"{bucket}/out/", reducers=2, namespace=ns,
+                        storage={"secretName": SECRET}, name="closure")
+    job.wait(timeout=300)
+    assert dict(job.results()) == {w: n + bonus for w, n in want.items()}
+
+
+def test_functions_from_main_run_on_the_cluster(ns, tmp_path):
+    bucket = new_bucket()
+    want = corpus(bucket, files=1, lines=100)
+    script = tmp_path / "job.py"
+    script.write_text(textwrap.dedent(f"""
+        import kubemr
+
+        def mapper(_, line):
+            for word in line.split():
+                yield word.upper(), 1
+
+        def reducer(word, ones):
+            yield word, sum(ones)
+
+        job = kubemr.submit(mapper, reducer, input="{bucket}/in/", output="{bucket}/out/",
+                            namespace="{ns}", storage={{"secretName": "{SECRET}"}}, name="main")
+        job.wait(timeout=300)
+        print(dict(job.results())["ALPHA"])
+    """))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=400, env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+                                sys.path)))
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout.strip()) == want["alpha"]
+
+
+def test_a_two_step_pipeline_runs_on_the_cluster(ns):
+    bucket = new_bucket()
+    want = corpus(bucket, files=2, lines=100)
+    pipeline = Pipeline([
+        Step(mapper=lambda _, line: [(w, 1) for w in line.split()],
+             reducer=lambda w, ones: [(w, sum(ones))], combiner=lambda w, ones: [(w, sum(ones))],
+             reducers=2),
+        Step(mapper=lambda w, n: [("total", n)], reducer=lambda k, ns: [(k, sum(ns))]),
+    ])
+    job = pipeline.run(f"{bucket}/in/", f"{bucket}/out/", namespace=ns, name="steps",
+                       storage={"secretName": SECRET})
+    assert list(job.results()) == [("total", sum(want.values()))]
+
+
+def test_code_from_another_python_is_refused_with_a_clear_message(cluster, ns):
+    bucket = new_bucket()
+    corpus(bucket, files=1, lines=10)
+    bundle = pickle.loads(bundle_functions({"mapper": lambda k, v: [(v, 1)]}))
+    bundle["python"] = "3.7.9"
+    code_uri = f"{bucket}/code.pkl"
+    store_for(code_uri).write_bytes(code_uri, pickle.dumps(bundle))
+    manifest = job_manifest("old-python", ns, bucket, maxAttempts=1)
+    spec = manifest["spec"]
+    for role in ("combiner", "reducer"):
+        spec.pop(role)
+    spec["code"] = {"pickle": code_uri}
+    cluster.apply(manifest)
+    job = wait_for(cluster, ns, "old-python", "Failed")
+    assert "made with Python 3.7 and cloudpickle" in job["status"]["message"]
+
+
+def test_cli_on_a_finished_and_a_failed_job(cluster, ns, tmp_path):
+    bucket = new_bucket()
+    want = corpus(bucket, files=2, lines=100)
+    good = tmp_path / "good.yaml"
+    good.write_text(json.dumps(job_manifest("cli-good", ns, bucket, mapper="exits_first")))
+    result = cli("submit", str(good), "--wait", "--progress", "--timeout", "400")
+    assert "succeeded" in result.stderr
+
+    listed = json.loads(cli("list", "-n", ns, "-o", "json").stdout)
+    assert {"namespace": ns, "name": "cli-good", "phase": "Succeeded"}.items() <= \
+        next(j for j in listed if j["name"] == "cli-good").items()
+    described = cli("describe", "cli-good", "-n", ns).stdout
+    assert "Phase:     Succeeded" in described and "map-0" in described
+    assert "Failed" in described  # the first attempt of each map failed
+    details = json.loads(cli("describe", "cli-good", "-n", ns, "-o", "json").stdout)
+    assert {a["attempt"] for a in details["attempts"] if a["task_type"] == "map"} == {1, 2}
+    cat = cli("cat", "cli-good", "-n", ns).stdout.splitlines()
+    assert {w: int(n) for w, n in (line.split("\t") for line in cat)} == want
+    logs = cli("logs", "cli-good", "-n", ns, "--task", "reduce-0")
+    assert logs.returncode == 0
+    page = tmp_path / "timeline.html"
+    cli("timeline", "cli-good", "-n", ns, "-o", str(page))
+    html = page.read_text()
+    assert "<svg" in html and "map-0#2" in html and "✗" in html
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(json.dumps(job_manifest("cli-bad", ns, new_bucket(), mapper="always_raises",
+                                           maxAttempts=1, input={"uri": f"{bucket}/in/"})))
+    failed = cli("submit", str(bad), "--wait", "--timeout", "400", check=False)
+    assert failed.returncode == 1
+    assert "ValueError: cannot parse line at byte" in failed.stderr
+    assert "Traceback (most recent call last)" not in failed.stderr.split("failed:")[0]
+    logs = cli("logs", "cli-bad", "-n", ns, "--task", "map-0").stdout
+    assert "ValueError: cannot parse line at byte" in logs
+    described = cli("describe", "cli-bad", "-n", ns).stdout
+    assert "Phase:     Failed" in described
+    cli("delete", "cli-bad", "-n", ns)
+    missing = cli("describe", "cli-bad", "-n", ns, check=False)
+    assert missing.returncode == 2 and "not found" in missing.stderr
+
+
+def test_cli_errors_say_what_to_do(tmp_path):
+    env = dict(os.environ, KUBECONFIG=str(tmp_path / "nothing"))
+    result = subprocess.run([sys.executable, "-m", "kubemr", "list"], capture_output=True,
+                            text=True, env=env)
+    assert result.returncode == 2
+    assert "KUBECONFIG" in result.stderr and "Traceback" not in result.stderr
+    name = f"x{uuid.uuid4().hex[:6]}"
+    assert name  # a job that does not exist
