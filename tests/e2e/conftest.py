@@ -8,6 +8,7 @@ A failing e2e test gets the tail of every component log ($KUBEMR_LOG_DIR) in its
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -113,3 +114,54 @@ def cluster():
     yield found
     for ns in found.namespaces:
         found.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+# ---------------------------------------------------------------- the operator and MinIO
+REPO = Path(__file__).resolve().parents[2]
+SYSTEM = "kubemr-system"
+SECRET = "minio-credentials"
+
+
+def helm_bin() -> str:
+    cached = CLUSTER_DIR / "bin" / "helm"
+    return str(cached) if cached.exists() else (shutil.which("helm") or "helm")
+
+
+@pytest.fixture(scope="session")
+def storage(cluster):
+    """Host-side S3 settings for the central and per-node MinIO servers."""
+    secret = cluster.get_json("secret", SECRET, "-n", SYSTEM)["data"]
+    access = base64.b64decode(secret["accessKey"]).decode()
+    secret_key = base64.b64decode(secret["secretKey"]).decode()
+    ip = cluster.get_json("service", "minio", "-n", SYSTEM)["spec"]["clusterIP"]
+    os.environ.update(KUBEMR_S3_ENDPOINT=f"http://{ip}:9000", KUBEMR_S3_ACCESS_KEY=access,
+                      KUBEMR_S3_SECRET_KEY=secret_key)
+    return {"accessKey": access, "secretKey": secret_key}
+
+
+@pytest.fixture(scope="session")
+def operator(cluster, storage):
+    nodes = cluster.worker_nodes()
+    subprocess.run([helm_bin(), "upgrade", "--install", "kubemr", str(REPO / "charts" / "kubemr"),
+                    "--kubeconfig", cluster.kubeconfig, "--namespace", SYSTEM,
+                    "--set", "reconcileSeconds=1", "--set", "heartbeatSeconds=3",
+                    "--set", "minioPerNode=true",
+                    "--set", "minioNodes={" + ",".join(nodes) + "}",
+                    "--wait", "--timeout", "300s"], check=True, capture_output=True, text=True)
+    endpoints = {}
+    for node in nodes:
+        ip = cluster.get_json("service", f"minio-{node}", "-n", SYSTEM)["spec"]["clusterIP"]
+        endpoints[f"node-{node}"] = f"http://{ip}:9000"
+    os.environ["KUBEMR_S3_BUCKET_ENDPOINTS"] = json.dumps(endpoints)
+    return nodes
+
+
+@pytest.fixture
+def ns(cluster, storage, operator):
+    namespace = cluster.new_namespace("mr")
+    cluster.kubectl("create", "secret", "generic", SECRET, "-n", namespace,
+                    f"--from-literal=accessKey={storage['accessKey']}",
+                    f"--from-literal=secretKey={storage['secretKey']}")
+    return namespace
+
+
