@@ -64,7 +64,7 @@ image_pause() {
     local ctx; ctx=$(mktemp -d)
     (cd "$HACK/images/pause" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath -ldflags "-s -w" -o "$ctx/pause" .)
     cp "$HACK/images/pause/Dockerfile" "$ctx/"
-    _dk build -q -t "$PAUSE_IMAGE" "$ctx" >/dev/null
+    _dk build -q -t "$PAUSE_IMAGE" "$ctx" >/dev/null 2>>"$KUBEMR_LOG_DIR/build.log"
     rm -rf "$ctx"
     _save "$PAUSE_IMAGE" "$tar"
   }
@@ -129,7 +129,7 @@ image_minio() {
     _ensure_base_loaded
     local ctx; ctx=$(mktemp -d)
     cp "$bin" "$ctx/minio"; cp "$HACK/images/minio/Dockerfile" "$ctx/"
-    _dk build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$MINIO_IMAGE" "$ctx" >/dev/null
+    _dk build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$MINIO_IMAGE" "$ctx" >/dev/null 2>>"$KUBEMR_LOG_DIR/build.log"
     rm -rf "$ctx"
     _save "$MINIO_IMAGE" "$tar"
   }
