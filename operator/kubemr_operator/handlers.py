@@ -63,6 +63,17 @@ def pod_changed(body, namespace, labels, type, **_) -> None:
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
-def deleted(body, **_) -> None:
-    """Task pods go with the job (ownerReferences); its intermediate data goes here."""
+def deleted(body, name, namespace, **_) -> None:
+    """Stop the job's task pods, then delete its intermediate data.
+
+    Owner references would delete the pods too, but only after the job is gone, and a task
+    still running then could commit into intermediate data already deleted.
+    """
+    pods = kube().list_pods(namespace, f"{LABEL_JOB}={name}")
+    for pod in pods:
+        if not pod["metadata"].get("deletionTimestamp"):
+            kube().delete_pod(namespace, pod["metadata"]["name"])
+    running = [p for p in pods if p.get("status", {}).get("phase") in ("Pending", "Running")]
+    if running:
+        raise kopf.TemporaryError(f"waiting for {len(running)} task pods to stop", delay=2)
     delete_work({"metadata": dict(body.metadata), "spec": dict(body.spec)}, settings)

@@ -83,6 +83,8 @@ def build_task_pod(*, job: dict, task: dict, settings: Settings, data_node: str 
               LABEL_ATTEMPT: str(task["attempt"])}
     pod_spec = {
         "restartPolicy": "Never",
+        # The pause container is PID 1, so the task gets SIGTERM and SIGKILL like any process.
+        "shareProcessNamespace": True,
         "enableServiceLinks": False,
         "automountServiceAccountToken": False,
         "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000,

@@ -48,6 +48,10 @@ def always_raises(offset, line):
 def slow(offset, line):
     time.sleep(0.02)
     yield from mapper(offset, line)
+
+def slower(offset, line):
+    time.sleep(0.1)
+    yield from mapper(offset, line)
 """
 
 
@@ -183,7 +187,7 @@ def wait_until(predicate, timeout: float = 180, what: str = "condition"):
 def test_deleting_a_running_task_pod_retries_the_task(cluster, ns):
     bucket = new_bucket()
     want = corpus(bucket, files=2, lines=600)
-    cluster.apply(job_manifest("deleted-pod", ns, bucket, mapper="slow", parallelism=2))
+    cluster.apply(job_manifest("deleted-pod", ns, bucket, mapper="slower", parallelism=2))
     victim = wait_until(lambda: running_pods(cluster, ns, "deleted-pod"), what="a running map")[0]
     cluster.kubectl("delete", "pod", victim["metadata"]["name"], "-n", ns, "--wait=false")
     wait_for(cluster, ns, "deleted-pod", "Complete")
