@@ -192,9 +192,11 @@ def test_deleting_a_running_task_pod_retries_the_task(cluster, ns):
     cluster.kubectl("delete", "pod", victim["metadata"]["name"], "-n", ns, "--wait=false")
     wait_for(cluster, ns, "deleted-pod", "Complete")
     assert output_counts(bucket) == want
-    labels = victim["metadata"]["labels"]
-    attempts = attempts_by_task(cluster, ns, "deleted-pod")
-    assert attempts[("map", labels["kubemr.io/task-index"])] == 2
+    index = victim["metadata"]["labels"]["kubemr.io/task-index"]
+    pods = cluster.get_json("pods", "-n", ns, "-l",
+                            f"kubemr.io/job=deleted-pod,kubemr.io/task-index={index},"
+                            "kubemr.io/task-type=map")["items"]
+    assert [p["metadata"]["labels"]["kubemr.io/attempt"] for p in pods] == ["2"]
 
 
 def test_operator_restart_resumes_without_rerunning_committed_tasks(cluster, ns):
