@@ -1,0 +1,196 @@
+"""Word count benchmark for the local runner, against the ceiling and a hand-written Counter.
+
+    python bench/wordcount.py [--size-mib 1024] [--runs 3] [--buffer-mib 64]
+
+Each configuration runs in a fresh subprocess (`--one CONFIG`), so that its peak RSS is its own;
+the runs of the configurations are interleaved, so background load spreads over all of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from corpus import corpus  # noqa: E402
+
+SOURCE = '''\
+import re
+WORD = re.compile(r"[a-z']+")
+def mapper(offset, line):
+    for word in WORD.findall(line.lower()):
+        yield word, 1
+def reducer(word, counts):
+    yield word, sum(counts)
+'''
+WORKERS = 2
+ENGINE = ("combiner", "no-combiner")
+CONFIGS = {
+    "combiner": "(a) local runner, 2 workers, combiner",
+    "no-combiner": "(a) local runner, 2 workers, no combiner",
+    "mapper": "(b) mapper alone, 1 process (MB/s x 2)",
+    "counter": "(c) collections.Counter, 1 process",
+}
+
+
+def files_of(folder: str) -> list[str]:
+    return sorted(os.path.join(folder, n) for n in os.listdir(folder) if not n.startswith("."))
+
+
+def digest(counts: dict[str, int]) -> str:
+    """Total words and a hash of every (word, count): the outputs must agree exactly."""
+    text = "".join(f"{w}\t{n}\n" for w, n in sorted(counts.items()))
+    sha = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return f"{sum(counts.values()):,} words, {len(counts):,} distinct, sha256 {sha}"
+
+
+def run_engine(folder: str, buffer: int, combiner: bool) -> tuple[float, str]:
+    from kubemr.manifest import parse_manifest
+    from kubemr.runner import run_local
+
+    with tempfile.TemporaryDirectory(prefix="kubemr-bench-") as out:
+        spec = {"input": {"uri": folder + "/", "format": "text", "splitSize": 64 << 20},
+                "output": {"uri": out + "/result/", "overwrite": True},
+                "mapper": "mapper", "reducer": "reducer", "reducers": 2,
+                "mapBufferSize": buffer, "code": {"inline": SOURCE}}
+        if combiner:
+            spec["combiner"] = "reducer"
+        job = parse_manifest({"apiVersion": "kubemr.io/v1alpha1", "kind": "MapReduceJob",
+                              "metadata": {"name": "bench"}, "spec": spec})
+        start = time.perf_counter()
+        run_local(job, workers=WORKERS, overwrite=True)
+        seconds = time.perf_counter() - start
+        counts: dict[str, int] = {}
+        for name in os.listdir(out + "/result"):
+            if not name.startswith(("_", ".")):
+                with open(os.path.join(out, "result", name), encoding="utf-8") as f:
+                    counts.update((w, int(n)) for w, n in (line.split("\t") for line in f))
+    return seconds, digest(counts)
+
+
+def run_mapper(files: list[str]) -> float:
+    """The user's mapper over every line, keyed by byte offset as the text format does."""
+    namespace: dict = {}
+    exec(SOURCE, namespace)
+    mapper = namespace["mapper"]
+    start = time.perf_counter()
+    for path in files:
+        with open(path, "rb") as f:
+            offset = 0
+            for raw in f:
+                for _ in mapper(offset, raw.rstrip(b"\n").decode("utf-8", errors="replace")):
+                    pass
+                offset += len(raw)
+    return time.perf_counter() - start
+
+
+def run_counter(files: list[str]) -> tuple[float, str]:
+    import re
+
+    word = re.compile(r"[a-z']+")
+    start = time.perf_counter()
+    counts: Counter[str] = Counter()
+    for path in files:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                counts.update(word.findall(line.lower()))
+    seconds = time.perf_counter() - start
+    return seconds, digest(counts)
+
+
+def own_peak_kib() -> int:
+    with open("/proc/self/status") as f:  # VmHWM: this process's own peak RSS, in KiB
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+
+
+def one(config: str, folder: str, buffer: int) -> dict:
+    """Run one configuration in this process: its seconds, peak RSS (KiB) and output digest.
+
+    For the engine, the peak RSS is the largest worker's ru_maxrss. A process's ru_maxrss also
+    counts the peak it inherited from its parent over fork + exec: so (b) and (c) report their
+    own VmHWM instead, and a worker's may include the runner's (`runner_kib`, smaller).
+    """
+    files, output = files_of(folder), None
+    if config == "mapper":
+        seconds = run_mapper(files)
+    elif config == "counter":
+        seconds, output = run_counter(files)
+    else:
+        seconds, output = run_engine(folder, buffer, config == "combiner")
+    me, children = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    cpu = me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime  # workers' too
+    rss = children.ru_maxrss if config in ENGINE else own_peak_kib()
+    return {"seconds": seconds, "cpu": cpu, "rss_kib": rss, "runner_kib": own_peak_kib(),
+            "output": output}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=1024, help="corpus size (MiB)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per configuration")
+    parser.add_argument("--buffer-mib", type=int, default=64, help="mapBufferSize (MiB)")
+    parser.add_argument("--one", choices=CONFIGS, help=argparse.SUPPRESS)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    buffer = args.buffer_mib << 20
+    if args.one:
+        print(json.dumps(one(args.one, args.folder, buffer)))
+        return
+    folder = corpus(args.size_mib << 20)
+    size = sum(os.path.getsize(p) for p in files_of(folder))
+    print(f"corpus: {folder}: {len(files_of(folder))} files, {size:,} bytes "
+          f"({size / 2**20:.0f} MiB); buffer {args.buffer_mib} MiB; {args.runs} runs each",
+          flush=True)
+    results: dict[str, list[dict]] = {c: [] for c in CONFIGS}
+    failed: dict[str, str] = {}
+    for run in range(args.runs):
+        for config in (c for c in CONFIGS if c not in failed):  # a failure is not retried
+            done = subprocess.run([sys.executable, __file__, "--one", config, "--folder", folder,
+                                   "--buffer-mib", str(args.buffer_mib)],
+                                  capture_output=True, text=True)
+            if done.returncode:
+                failed[config] = (done.stderr.strip().splitlines() or ["?"])[-1]
+                print(f"  run {run + 1} {config}: FAILED: {done.stderr[-2000:]}", flush=True)
+                continue
+            results[config].append(json.loads(done.stdout.splitlines()[-1]))
+            print(f"  run {run + 1} {config}: {results[config][-1]}", flush=True)
+    median = {c: statistics.median(r["seconds"] for r in rs) for c, rs in results.items() if rs}
+    cpu = {c: statistics.median(r["cpu"] for r in rs) for c, rs in results.items() if rs}
+    rate = {c: size / 1e6 / s for c, s in median.items()}
+    rate["mapper"] *= WORKERS
+    rss = {c: max(r["rss_kib"] for r in rs) / 1024 for c, rs in results.items() if rs}
+    print(f"\n{'config':44} {'median s':>9} {'MB/s':>7} {'/ceiling':>8} {'CPU s':>6} "
+          f"{'peak RSS MiB':>13}")
+    for c, label in CONFIGS.items():
+        if c in failed:
+            print(f"{label:44} FAILED: {failed[c]}")
+            continue
+        who = " /worker" if c in ENGINE else ""
+        print(f"{label:44} {median[c]:9.1f} {rate[c]:7.1f} {rate[c] / rate['mapper']:8.2f} "
+              f"{cpu[c]:6.0f} {rss[c]:6.0f}{who:>7}")
+    outputs = {r["output"] for rs in results.values() for r in rs if r["output"]}
+    print(f"\noutputs: {' | '.join(sorted(outputs))} "
+          f"({'all identical' if len(outputs) == 1 else 'MISMATCH'})")
+    if "combiner" in rate:
+        ratio = rate["combiner"] / rate["mapper"]
+        print(f"target: (a) with combiner / ceiling = {ratio:.2f} >= 0.60 ? "
+              f"{'yes' if ratio >= 0.60 else 'NO'}; by CPU seconds instead (blind to other "
+              f"load on the machine): {cpu['mapper'] / cpu['combiner']:.2f}")
+    for c in (c for c in ENGINE if c in rss):
+        print(f"{'target' if c == 'combiner' else 'also'}: peak RSS per worker with {c} = "
+              f"{rss[c]:.0f} MiB <= 2 x buffer = {2 * args.buffer_mib} MiB ? "
+              f"{'yes' if rss[c] <= 2 * args.buffer_mib else 'NO'}")
+
+
+if __name__ == "__main__":
+    main()
