@@ -54,11 +54,15 @@ class RunWriter:
 
 
 def read_run(stream: BinaryIO) -> Iterator[tuple[object, list]]:
-    """The (key, values) groups of one run, streamed batch by batch."""
-    load = pickle.Unpickler(stream).load
+    """The (key, values) groups of one run, streamed batch by batch.
+
+    Each batch was pickled on its own, with a memo of its own, so each is read by a fresh
+    unpickler: one shared across batches would resolve a batch's back-references against an
+    earlier batch's objects (and keep every batch alive).
+    """
     while True:
         try:
-            batch = load()
+            batch = pickle.load(stream)
         except EOFError:
             return
         yield from batch

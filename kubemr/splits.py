@@ -9,6 +9,7 @@ from kubemr.errors import StorageError
 from kubemr.storage import ObjectInfo, normalize_uri, store_for
 
 GLOB_CHARS = "*?["
+SLACK = 0.1
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,9 @@ def plan_splits(uris: list[str], input_format: str, split_size: int) -> list[Spl
             if whole:
                 splits.append(Split(obj.uri, 0, obj.size, obj.size, base))
                 continue
-            for start in range(0, obj.size, split_size):
-                end = min(start + split_size, obj.size)
+            starts = list(range(0, obj.size, split_size))
+            if len(starts) > 1 and obj.size - starts[-1] < SLACK * split_size:
+                starts.pop()  # a small tail joins the split before it, as Hadoop's 10% slack
+            for start, end in zip(starts, [*starts[1:], obj.size], strict=True):
                 splits.append(Split(obj.uri, start, end, obj.size, base))
     return splits

@@ -177,3 +177,20 @@ def test_a_bad_pair_after_the_first_batch_is_still_named(tmp_path):
 
     with pytest.raises(UserCodeError, match="must yield \\(key, value\\) pairs"):
         run_job(tmp_path, UserFunctions(mapper=late_single), path, split_size=1 << 20)
+
+
+def test_runs_read_back_exactly_when_batches_repeat_objects(tmp_path):
+    import io
+
+    from kubemr.runs import RunWriter, read_run
+
+    shared = "a"
+    buf = io.BytesIO()
+    writer = RunWriter(buf)
+    writer.add("zebra", [shared] * 20000)  # one batch, memoizing "a"
+    writer.add(shared, [shared, shared])  # a later batch referring to "a" twice
+    writer.end_run()
+    buf.seek(0)
+    groups = list(read_run(buf))
+    assert [k for k, _ in groups] == ["zebra", "a"]
+    assert groups[1][1] == ["a", "a"]

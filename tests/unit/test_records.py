@@ -91,6 +91,9 @@ def test_split_plan_covers_file_in_split_size_pieces(tmp_path):
     splits = plan_splits([str(path)], "text", 100)
     assert [(s.start, s.end) for s in splits] == [(0, 100), (100, 200), (200, 250)]
     assert all(isinstance(s, Split) for s in splits)
+    path.write_bytes(b"x" * 205)
+    splits = plan_splits([str(path)], "text", 100)
+    assert [(s.start, s.end) for s in splits] == [(0, 100), (100, 205)]
 
 
 def test_jsonl_output_round_trips_awkward_strings():
