@@ -64,9 +64,42 @@ def _wait(args: argparse.Namespace, namespace: str, name: str) -> int:
     return 0
 
 
+def _submit_class(args: argparse.Namespace) -> int:
+    """Submit a Python job class: a Pipeline subclass, or a class with mapper/reducer methods."""
+    from kubemr.sdk import Pipeline, Step, submit
+    from kubemr.usercode import UserCodeError, _import_path
+
+    cls = _import_path("mapper", args.manifest)
+    if not isinstance(cls, type):
+        raise UserCodeError(f"{args.manifest} is not a class (nor a manifest file)")
+    if not args.input or not args.output_uri:
+        raise KubemrError("submitting a job class needs --input and --output-uri")
+    instance = cls()
+    if hasattr(instance, "setup"):
+        instance.setup()
+    namespace = args.namespace or "default"
+    options = {"namespace": namespace, "local": args.local}
+    if isinstance(instance, Pipeline):
+        job = instance.run(args.input, args.output_uri, name=args.name, **options)
+    else:
+        step = Step(**{role: getattr(instance, role) for role in
+                       ("mapper", "reducer", "combiner", "partitioner")
+                       if hasattr(instance, role)}, reducers=args.reducers)
+        job = submit(step.mapper, step.reducer, combiner=step.combiner,
+                     partitioner=step.partitioner, reducers=step.reducers, input=args.input,
+                     output=args.output_uri, name=args.name, **options)
+        if args.wait and not args.local:
+            return _wait(args, namespace, job.name)
+    print(f"mapreducejob {namespace}/{job.name} {'done' if args.local else 'created'}",
+          file=sys.stderr)
+    return 0
+
+
 def _submit(args: argparse.Namespace) -> int:
     from kubemr.manifest import load_manifest
 
+    if not args.manifest.endswith((".yaml", ".yml", ".json")) and ":" in args.manifest:
+        return _submit_class(args)
     job = load_manifest(args.manifest)
     manifest = job.to_manifest()
     manifest["metadata"]["namespace"] = args.namespace or job.namespace
@@ -189,7 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true", help="replace a committed output")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress messages")
     submit = command("submit", _submit, "create a MapReduceJob on the cluster")
-    submit.add_argument("manifest", help="MapReduceJob YAML file")
+    submit.add_argument("manifest", help="MapReduceJob YAML file, or a job class module:Class")
+    submit.add_argument("--input", help="input URI (job class only)")
+    submit.add_argument("--output-uri", help="output URI (job class only)")
+    submit.add_argument("--reducers", type=int, default=1, help="reduce tasks (job class only)")
+    submit.add_argument("--name", help="job name (job class only; default: generated)")
+    submit.add_argument("--local", action="store_true", help="run a job class on this machine")
     submit.add_argument("--wait", action="store_true", help="wait for the job, with progress")
     submit.add_argument("--progress", action="store_true", help="progress bar even if no tty")
     submit.add_argument("--timeout", type=float, help="seconds to wait at most")

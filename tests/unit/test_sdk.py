@@ -91,3 +91,26 @@ def test_user_errors_in_submitted_functions_fail_the_job(tmp_path, text):
         kubemr.submit(broken, input=str(text), output=str(tmp_path / "out"), local=True,
                       maxAttempts=1)
     assert Counter(os.listdir(tmp_path)) == Counter(["in.txt"])
+
+
+def test_cli_submits_a_job_class_by_import_path(tmp_path, text):
+    (tmp_path / "myjobs.py").write_text(textwrap.dedent("""
+        class WordCount:
+            def setup(self):
+                self.seen = 0
+
+            def mapper(self, _, line):
+                for word in line.split():
+                    yield word, 1
+
+            def reducer(self, word, ones):
+                yield word, sum(ones)
+    """))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), *sys.path]))
+    result = subprocess.run(
+        [sys.executable, "-m", "kubemr", "submit", "myjobs:WordCount", "--local", "--input",
+         str(text), "--output-uri", str(tmp_path / "out"), "--reducers", "2"],
+        capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert dict(kubemr.read_output(str(tmp_path / "out"), "jsonl")) == {
+        "a": 4, "b": 2, "c": 2, "d": 1}
