@@ -24,19 +24,11 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from wordcount import SOURCE as WORDCOUNT_SOURCE  # noqa: E402  (the same job as locally)
 
 IMAGE = os.environ.get("KUBEMR_IMAGE", "kubemr/kubemr:dev")
 NAMESPACE = "kubemr-bench"
 SYSTEM = "kubemr-system"
-WORDCOUNT = """
-import re
-WORD = re.compile(r"[a-z']+")
-def mapper(offset, line):
-    for word in WORD.findall(line.lower()):
-        yield word, 1
-def reducer(word, counts):
-    yield word, sum(counts)
-"""
 
 
 def kubectl(*args: str, input: str | None = None) -> str:
@@ -135,7 +127,7 @@ def job_manifest(name: str, input_uri: str, output_uri: str, **spec) -> dict:
             "reducer": "reducer",
             "combiner": "reducer",
             "storage": {"secretName": "minio-credentials"},
-            "code": {"inline": WORDCOUNT},
+            "code": {"inline": WORDCOUNT_SOURCE},
             **spec,
         },
     }
