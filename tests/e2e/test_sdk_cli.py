@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 import textwrap
@@ -129,7 +130,9 @@ def test_cli_on_a_finished_and_a_failed_job(cluster, ns, tmp_path):
     assert failed.returncode == 1
     assert "ValueError: cannot parse line at byte" in failed.stderr
     assert "Traceback (most recent call last)" not in failed.stderr.split("failed:")[0]
-    logs = cli("logs", "cli-bad", "-n", ns, "--task", "map-0").stdout
+    message = cluster.get_json("mapreducejob", "cli-bad", "-n", ns)["status"]["message"]
+    failed_task = "map-" + re.search(r"map task (\d+) failed", message).group(1)
+    logs = cli("logs", "cli-bad", "-n", ns, "--task", failed_task).stdout
     assert "ValueError: cannot parse line at byte" in logs
     described = cli("describe", "cli-bad", "-n", ns).stdout
     assert "Phase:     Failed" in described
