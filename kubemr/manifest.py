@@ -86,18 +86,6 @@ class JobSpec:
     spec: dict
     namespace: str = "default"
 
-    @property
-    def input_uris(self) -> list[str]:
-        return self.spec["input"]["uris"]
-
-    @property
-    def reducers(self) -> int:
-        return self.spec["reducers"]
-
-    @property
-    def max_attempts(self) -> int:
-        return self.spec["maxAttempts"]
-
     def to_manifest(self) -> dict:
         return {"apiVersion": API_VERSION, "kind": KIND,
                 "metadata": {"name": self.name, "namespace": self.namespace},

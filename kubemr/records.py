@@ -14,7 +14,7 @@ from typing import BinaryIO
 
 from kubemr.errors import UserCodeError
 from kubemr.splits import Split
-from kubemr.storage import store_for
+from kubemr.storage import StreamWrapper, store_for
 
 BLOCK = 1 << 20
 
@@ -105,11 +105,11 @@ def _decode(line: bytes) -> str:
     return line.decode("utf-8", errors="replace")
 
 
-class _Counting:
+class _Counting(StreamWrapper):
     """Wraps a stream to count the bytes read through it."""
 
     def __init__(self, stream: BinaryIO, reader: InputReader):
-        self._stream = stream
+        super().__init__(stream)
         self._reader = reader
 
     def read(self, n: int = -1) -> bytes:
@@ -121,18 +121,6 @@ class _Counting:
         n = self._stream.readinto(b)
         self._reader.bytes_read += n
         return n
-
-    def readable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        self._stream.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def text_line(key: object, value: object) -> str:

@@ -238,7 +238,6 @@ def submit(mapper: Callable, reducer: Callable | None = None, *, input: str | li
     uri = join(base, namespace, f"{name}-{uuid.uuid4().hex[:8]}.pkl")
     manifest = _manifest(name, namespace, functions, uri, input, output, input_format,
                          output_format, overwrite, reducers, spec)
-    parse_manifest(manifest)
     from kubemr.commit import check_output
 
     check_output(parse_manifest(manifest).spec)

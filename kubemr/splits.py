@@ -22,10 +22,6 @@ class Split:
     size: int
     base: str
 
-    @property
-    def whole(self) -> bool:
-        return self.start == 0 and self.end == self.size
-
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -14,7 +14,7 @@ import sys
 import traceback
 import types
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from kubemr.errors import UserCodeError
 
@@ -29,7 +29,6 @@ class UserFunctions:
     combiner: Callable | None = None
     partitioner: Callable | None = None
     mapper_final: Callable | None = None
-    instances: list = field(default_factory=list)
 
 
 def _inline_module(source: str) -> types.ModuleType:
@@ -133,8 +132,7 @@ def load_functions(spec: dict, pickled: dict | None = None) -> UserFunctions:
         resolved[role] = obj
     if resolved["mapper"] is None:
         raise UserCodeError("spec.mapper: required field is missing")
-    return UserFunctions(mapper_final=mapper_final, instances=list(instances.values()),
-                         **resolved)
+    return UserFunctions(mapper_final=mapper_final, **resolved)
 
 
 def load_pickled(uri: str) -> dict:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 
 from kubemr.errors import StorageError
-from kubemr.storage.base import ObjectInfo, ObjectStore, join, parent_uri, split_uri
+from kubemr.storage.base import ObjectInfo, ObjectStore, StreamWrapper, join, split_uri
 from kubemr.storage.local import LocalStore
 
-__all__ = ["ObjectInfo", "ObjectStore", "join", "normalize_uri", "parent_uri", "split_uri",
+__all__ = ["ObjectInfo", "ObjectStore", "StreamWrapper", "join", "normalize_uri", "split_uri",
            "store_for"]
 
 _local = LocalStore()

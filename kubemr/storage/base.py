@@ -39,6 +39,31 @@ class ObjectStore(Protocol):
     def delete_prefix(self, prefix_uri: str) -> None: ...
 
 
+class StreamWrapper:
+    """A readable binary stream over another; subclasses change read() and readinto()."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def read(self, n: int = -1) -> bytes:
+        return self._stream.read(n)
+
+    def readinto(self, b) -> int:
+        return self._stream.readinto(b)
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def split_uri(uri: str) -> tuple[str, str, str]:
     """('s3', bucket, key) or ('file', '', absolute path)."""
     if uri.startswith("file://"):
@@ -54,7 +79,3 @@ def split_uri(uri: str) -> tuple[str, str, str]:
 def join(prefix_uri: str, *names: str) -> str:
     """prefix + '/' + names, with exactly one slash between parts."""
     return "/".join([prefix_uri.rstrip("/"), *(n.strip("/") for n in names)])
-
-
-def parent_uri(uri: str) -> str:
-    return uri.rstrip("/").rsplit("/", 1)[0] + "/"

@@ -8,7 +8,7 @@ import tempfile
 from typing import BinaryIO
 
 from kubemr.errors import StorageError
-from kubemr.storage.base import ObjectInfo, split_uri
+from kubemr.storage.base import ObjectInfo, StreamWrapper, split_uri
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -18,19 +18,19 @@ def _path(uri: str) -> str:
     return split_uri(uri)[2]
 
 
-class _RangeReader:
+class _RangeReader(StreamWrapper):
     """A file object that stops at `end`."""
 
     def __init__(self, f: BinaryIO, remaining: int | None):
-        self._f = f
+        super().__init__(f)
         self._remaining = remaining
 
     def read(self, n: int = -1) -> bytes:
         if self._remaining is None:
-            return self._f.read(n)
+            return self._stream.read(n)
         if n < 0 or n > self._remaining:
             n = self._remaining
-        data = self._f.read(n)
+        data = self._stream.read(n)
         self._remaining -= len(data)
         return data
 
@@ -38,18 +38,6 @@ class _RangeReader:
         data = self.read(len(b))
         b[: len(data)] = data
         return len(data)
-
-    def readable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        self._f.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 class LocalStore:

@@ -17,7 +17,7 @@ from typing import BinaryIO
 from urllib.parse import urlparse
 
 from kubemr.errors import StorageError
-from kubemr.storage.base import ObjectInfo, split_uri
+from kubemr.storage.base import ObjectInfo, StreamWrapper, split_uri
 
 PART_SIZE = 16 << 20
 
@@ -64,30 +64,15 @@ def endpoint_for(uri: str) -> str:
     return endpoint
 
 
-class _Stream:
+class _Stream(StreamWrapper):
     """A urllib3 response that releases its connection when closed."""
 
-    def __init__(self, response):
-        self._response = response
-
     def read(self, n: int = -1) -> bytes:
-        return self._response.read(None if n is None or n < 0 else n)
-
-    def readinto(self, b) -> int:
-        return self._response.readinto(b)
-
-    def readable(self) -> bool:
-        return True
+        return self._stream.read(None if n is None or n < 0 else n)
 
     def close(self) -> None:
-        self._response.close()
-        self._response.release_conn()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        self._stream.close()
+        self._stream.release_conn()
 
 
 class S3Store:
