@@ -1,8 +1,7 @@
 """The map side: split -> mapper -> bounded buffer -> sort + combine -> spills -> merged output.
 
-The hot path stays in C: the mapper's pairs are pulled with itertools a batch at a time and
-grouped by key with dict and list methods; Python-level work happens once per batch, and once
-per distinct key per spill.
+The mapper's pairs are pulled with itertools a batch at a time into the buffer
+(kubemr.mapbuffer); Python-level work happens once per batch, and once per distinct key per spill.
 """
 
 from __future__ import annotations
@@ -10,23 +9,21 @@ from __future__ import annotations
 import gc
 import heapq
 import os
-import sys
-from collections import defaultdict, deque
-from collections.abc import Callable, Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, islice, starmap
 from operator import itemgetter
 
 from kubemr.errors import UserCodeError
+from kubemr.mapbuffer import MapBuffer, check_pairs
 from kubemr.partition import checked_partition, default_partition
 from kubemr.records import InputReader
-from kubemr.runs import RunWriter, merge_runs, read_run, sort_keys
+from kubemr.runs import BATCH_VALUES, RunWriter, merge_runs, read_run
 from kubemr.splits import Split
 from kubemr.usercode import UserFunctions
 
 PULL = 4096
-VALUE_SLOT = 9
-GROUP_OVERHEAD = 120
-first, second = itemgetter(0), itemgetter(1)
+first = itemgetter(0)
 
 
 class Combiner:
@@ -36,9 +33,8 @@ class Combiner:
         self._fn = fn
         self._counters = counters
 
-    def __call__(self, key: object, values) -> list:
+    def __call__(self, key: object, values: Iterable, count: int | None = None) -> list:
         out = []
-        n_in = len(values) if isinstance(values, list) else None
         for k, v in self._fn(key, values):
             if k != key:
                 raise UserCodeError(
@@ -46,42 +42,10 @@ class Combiner:
                     "the key it was given"
                 )
             out.append(v)
-        if n_in is not None:
-            self._counters["combine_input_records"] += n_in
+        if count is not None:
+            self._counters["combine_input_records"] += count
         self._counters["combine_output_records"] += len(out)
         return out
-
-
-def _check_pairs(buf: list) -> None:
-    try:
-        if set(map(len, buf)) <= {2}:
-            return
-    except TypeError:
-        pass
-    bad = next(r for r in buf if not isinstance(r, tuple | list) or len(r) != 2)
-    raise UserCodeError(f"mapper must yield (key, value) pairs; it yielded {bad!r:.80}")
-
-
-def _group_into(groups: defaultdict, batch: list) -> None:
-    try:
-        deque(map(list.append, map(groups.__getitem__, map(first, batch)), map(second, batch)),
-              maxlen=0)
-    except (TypeError, IndexError, KeyError) as e:
-        _check_pairs(batch)
-        if "unhashable" in str(e):
-            bad = next(k for k, _ in batch if getattr(k, "__hash__", None) is None)
-            raise UserCodeError(
-                f"mapper emitted key {bad!r:.60} of type {type(bad).__name__}, which is "
-                "unhashable: use str, int, float, bytes or tuple keys"
-            ) from None
-        raise
-
-
-def _value_size(value: object) -> int:
-    if value.__class__ is int and -5 <= value <= 256 or value is None or value is True \
-            or value is False:
-        return 0
-    return sys.getsizeof(value)
 
 
 class MapTask:
@@ -105,71 +69,61 @@ class MapTask:
     def run(self, output_path: str) -> list[tuple[int, int, int]]:
         """Run the map task; write its partitions to `output_path`; return the index.
 
-        The buffer is a dict of key -> list of values, filled a few thousand pairs at a time,
-        so a repeated key costs one list slot. Its size is estimated from a sample of each
-        batch; past the limit it is sorted, combined and spilled.
+        The buffer is filled a few thousand pairs at a time; past its size limit it is sorted,
+        combined and spilled.
         """
         reader = InputReader(self.split, self.spec["input"]["format"])
         outputs = self._outputs(reader)
-        groups: defaultdict = defaultdict(list)
         # The buffer holds only acyclic data; cyclic GC passes over it cost a third of the time.
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            return self._map_and_spill(reader, outputs, groups, output_path)
+            return self._map_and_spill(reader, outputs, output_path)
         finally:
             if gc_was_enabled:
                 gc.enable()
 
-    def _map_and_spill(self, reader: InputReader, outputs: Iterator, groups: defaultdict,
+    def _map_and_spill(self, reader: InputReader, outputs: Iterator,
                        output_path: str) -> list[tuple[int, int, int]]:
-        buffered = 0.0
-        getsize = sys.getsizeof
+        buffer = MapBuffer()
         while True:
             batch = list(islice(outputs, PULL))
             if not batch:
                 break
-            _check_pairs(batch if not self.counters["map_output_records"] else batch[::97])
-            keys_before = len(groups)
-            _group_into(groups, batch)
-            n = len(batch)
-            self.counters["map_output_records"] += n
-            sample = batch[:: max(1, n // 8)]
-            value_bytes = sum(_value_size(v) for _, v in sample) / len(sample)
-            key_bytes = sum(getsize(k) for k, _ in sample) / len(sample)
-            buffered += n * (VALUE_SLOT + value_bytes) + \
-                (len(groups) - keys_before) * (key_bytes + GROUP_OVERHEAD)
-            if buffered >= self.buffer_limit:
-                self._spill(groups)
-                groups = defaultdict(list)
-                buffered = 0.0
+            check_pairs(batch if not self.counters["map_output_records"] else batch[::97])
+            buffer.add(batch)
+            self.counters["map_output_records"] += len(batch)
+            if buffer.estimated_bytes >= self.buffer_limit:
+                self._spill(buffer)
                 gc.collect()
         self.counters["map_input_records"] += reader.records
         self.counters["bytes_read"] += reader.bytes_read
         if not self.spills:
             with open(output_path, "wb") as f:
-                return self._write_groups(self._sorted_partitions(groups), f)
-        if groups:
-            self._spill(groups)
-        del groups
+                return self._write_groups(self._sorted_partitions(buffer), f)
+        if buffer:
+            self._spill(buffer)
+        del buffer
         with open(output_path, "wb") as f:
             return self._merge_spills(f)
 
-    def _sorted_partitions(self, groups: dict) -> list[list[tuple[object, list]]]:
-        """Sort the buffered keys, partition them, and combine each key's values."""
+    def _sorted_partitions(self, buffer: MapBuffer) -> list[list[tuple[object, Iterable]]]:
+        """Empty the buffer into sorted partitions, combining each key's values."""
         partitions: list[list] = [[] for _ in range(self.num_partitions)]
         n = self.num_partitions
         custom = self.fn.partitioner
-        for key in sort_keys(groups):
-            values = groups.pop(key)
+        for key, values, count in buffer.drain():
             if custom is None:
-                targets = {default_partition(key, n) if n > 1 else 0: values}
-            else:
-                targets = defaultdict(list)
-                for v in values:
-                    targets[checked_partition(custom, key, v, n)].append(v)
+                p = default_partition(key, n) if n > 1 else 0
+                partitions[p].append((key, self.combine(key, values, count) if self.combine
+                                      else values))
+                continue
+            targets = defaultdict(list)
+            for v in values:
+                targets[checked_partition(custom, key, v, n)].append(v)
             for p, vs in targets.items():
-                partitions[p].append((key, self.combine(key, vs) if self.combine else vs))
+                partitions[p].append((key, self.combine(key, vs, len(vs)) if self.combine
+                                      else vs))
         return partitions
 
     def _write_groups(self, partitions: list[list], f) -> list[tuple[int, int, int]]:
@@ -178,16 +132,20 @@ class MapTask:
         for groups in partitions:
             before = writer.records
             for key, values in groups:
-                writer.add(key, values)
+                if isinstance(values, list):
+                    writer.add(key, values)
+                    continue
+                while chunk := list(islice(values, BATCH_VALUES)):
+                    writer.add(key, chunk)
             writer.end_run()
             counts.append(writer.records - before)
         self.counters["spilled_records"] += writer.records
         return [(s, e, c) for (s, e), c in zip(writer.index, counts, strict=True)]
 
-    def _spill(self, groups: dict) -> None:
+    def _spill(self, buffer: MapBuffer) -> None:
         path = os.path.join(self.scratch, f"spill-{len(self.spills):04d}")
         with open(path, "wb") as f:
-            index = self._write_groups(self._sorted_partitions(groups), f)
+            index = self._write_groups(self._sorted_partitions(buffer), f)
         self.spills.append((path, index))
 
     def _merge_spills(self, out) -> list[tuple[int, int, int]]:

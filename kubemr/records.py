@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import gzip
 import json
+from bisect import bisect_right
 from collections.abc import Iterator
+from itertools import accumulate
 from typing import BinaryIO
 
 from kubemr.errors import UserCodeError
@@ -76,12 +78,14 @@ class InputReader:
                     skipping = False
                 lines = data.split(b"\n")
                 pending = lines.pop()
-                for line in lines:
-                    if pos > end:
-                        return
-                    self.records += 1
-                    yield pos, _decode(line) if decode else line
-                    pos += len(line) + 1
+                offsets = list(accumulate(map((1).__add__, map(len, lines)), initial=pos))
+                owned = bisect_right(offsets, end, 0, len(lines))
+                values = _decode_lines(data, lines) if decode else lines
+                self.records += owned
+                yield from zip(offsets[:owned], values[:owned], strict=True)
+                if owned < len(lines):
+                    return
+                pos = offsets[-1]
             if pending and not skipping and pos <= end:
                 self.records += 1
                 yield pos, _decode(pending) if decode else pending
@@ -97,6 +101,17 @@ class InputReader:
                 raise UserCodeError(
                     f"input {self.split.uri} at byte {offset}: not a JSON value: {e}"
                 ) from None
+
+
+def _decode_lines(data: bytes, lines: list[bytes]) -> list[str]:
+    """Decode `lines`, the first len(lines) lines of `data`, in one pass over the block."""
+    complete = sum(map(len, lines)) + len(lines)
+    texts = data[:complete - 1].decode("utf-8", errors="replace").split("\n") if lines else []
+    if len(texts) != len(lines):  # not expected: UTF-8 decoding never joins or splits lines
+        return [_decode(line) for line in lines]
+    if b"\r" in data[:complete]:
+        texts = [t[:-1] if t.endswith("\r") else t for t in texts]
+    return texts
 
 
 def _decode(line: bytes) -> str:

@@ -20,6 +20,12 @@ def mapper(_, line):
         yield word, 1
 
 
+def listing_mapper(_, line):
+    """Values 1 and True alternate, so no batch is all one object: the buffer lists them."""
+    for i, word in enumerate(line.split()):
+        yield word, (1, True)[i % 2]
+
+
 def summing(key, values):
     yield key, sum(values)
 
@@ -60,11 +66,13 @@ def reference(path):
     return sorted(f'["{w}", {n}]' for w, n in counts.items())
 
 
-@pytest.mark.parametrize("buffer", [1 << 20, 64 << 20])
+@pytest.mark.parametrize("buffer", [4 << 10, 1 << 20, 64 << 20])
 @pytest.mark.parametrize("combiner", [None, summing])
-def test_combiner_zero_one_or_many_times_gives_the_same_result(tmp_path, combiner, buffer):
+@pytest.mark.parametrize("map_fn", [mapper, listing_mapper])
+def test_combiner_zero_one_or_many_times_gives_the_same_result(tmp_path, map_fn, combiner,
+                                                                buffer):
     path = corpus(tmp_path)
-    functions = UserFunctions(mapper=mapper, reducer=summing, combiner=combiner)
+    functions = UserFunctions(mapper=map_fn, reducer=summing, combiner=combiner)
     lines, counters = run_job(tmp_path, functions, path, buffer=buffer)
     assert sorted(lines) == reference(path)
     if combiner:
@@ -79,12 +87,46 @@ def test_tiny_buffer_spills_many_times_and_memory_estimate_is_used(tmp_path, mon
     spills = []
     original = maptask.MapTask._spill
     monkeypatch.setattr(maptask.MapTask, "_spill",
-                        lambda self, buf: (spills.append(len(buf)), original(self, buf)))
-    functions = UserFunctions(mapper=mapper, reducer=summing, combiner=summing)
+                        lambda self, buf: (spills.append(buf.distinct_keys()),
+                                           original(self, buf)))
+    functions = UserFunctions(mapper=listing_mapper, reducer=summing, combiner=summing)
     lines, _ = run_job(tmp_path, functions, path, buffer=16 << 10, split_size=1 << 20)
     assert sorted(lines) == reference(path)
     assert len(spills) > 5
     assert max(spills) < 400
+
+
+def test_values_all_one_object_are_counted_not_buffered(tmp_path, monkeypatch):
+    import kubemr.maptask as maptask
+
+    monkeypatch.setattr(maptask, "PULL", 64)
+    path = corpus(tmp_path, lines=20_000)
+    spills = []
+    original = maptask.MapTask._spill
+    monkeypatch.setattr(maptask.MapTask, "_spill",
+                        lambda self, buf: (spills.append(buf.pairs), original(self, buf)))
+    functions = UserFunctions(mapper=mapper, reducer=summing)
+    lines, counters = run_job(tmp_path, functions, path, buffer=16 << 10, split_size=1 << 30)
+    assert sorted(lines) == reference(path)
+    assert counters["map_output_records"] > 50_000
+    assert spills == []
+
+
+def test_a_counted_key_is_written_in_bounded_groups(tmp_path):
+    from kubemr.runs import BATCH_VALUES
+
+    path = tmp_path / "one-key.txt"
+    path.write_text("x\n" * 100_000)
+    functions = UserFunctions(mapper=mapper, reducer=summing)
+    task = MapTask(plan_splits([str(path)], "text", 1 << 30)[0], spec(reducers=1), functions,
+                   str(tmp_path))
+    [(start, end, count)] = task.run(str(tmp_path / "out"))
+    with open(tmp_path / "out", "rb") as f:
+        groups = list(read_run(f))
+    assert count == 100_000
+    assert {key for key, _ in groups} == {"x"}
+    assert max(len(values) for _, values in groups) <= BATCH_VALUES
+    assert sum(len(values) for _, values in groups) == 100_000
 
 
 def test_each_partition_is_sorted_by_key(tmp_path):

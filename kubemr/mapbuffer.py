@@ -1,0 +1,113 @@
+"""The map output buffer: the mapper's pairs grouped by key, with an estimate of their size.
+
+A batch whose values are all one object (word count's 1s, a distinct's None) is counted per
+key instead of listed, in C, and costs no memory per pair; its values come back as that object
+repeated. Other batches are listed per key. A key's values come back in no particular order:
+MapReduce promises none.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from itertools import chain, repeat
+from operator import is_, itemgetter
+
+from kubemr.errors import UserCodeError
+from kubemr.runs import sort_keys
+
+VALUE_SLOT = 9
+GROUP_OVERHEAD = 120
+first, second = itemgetter(0), itemgetter(1)
+
+
+class MapBuffer:
+    def __init__(self) -> None:
+        self._clear()
+
+    def _clear(self) -> None:
+        self._lists: defaultdict = defaultdict(list)
+        self._counted: dict[int, tuple[object, Counter]] = {}  # id(value) -> (value, counts)
+        self.pairs = 0
+        self.estimated_bytes = 0.0
+
+    def add(self, batch: list) -> None:
+        """Add a non-empty batch of (key, value) pairs."""
+        try:
+            self._add(batch)
+        except (TypeError, IndexError, KeyError, ValueError) as e:
+            check_pairs(batch)
+            if "unhashable" in str(e):
+                bad = next(k for k, _ in batch if getattr(k, "__hash__", None) is None)
+                raise UserCodeError(
+                    f"mapper emitted key {bad!r:.60} of type {type(bad).__name__}, which is "
+                    "unhashable: use str, int, float, bytes or tuple keys"
+                ) from None
+            raise
+
+    def _add(self, batch: list) -> None:
+        values = list(map(second, batch))
+        value = values[0]
+        keys_before = self.distinct_keys()
+        if all(map(is_, values, repeat(value))):
+            entry = self._counted.get(id(value))
+            if entry is None:
+                entry = self._counted[id(value)] = (value, Counter())
+            entry[1].update(map(first, batch))
+            value_bytes = 0.0
+        else:
+            lists = self._lists
+            for k, v in batch:
+                lists[k].append(v)
+            sample = values[:: max(1, len(values) // 8)]
+            value_bytes = len(values) * (VALUE_SLOT + sum(map(_value_size, sample)) / len(sample))
+        sample = batch[:: max(1, len(batch) // 8)]
+        key_bytes = sum(sys.getsizeof(k) for k, _ in sample) / len(sample)
+        self.pairs += len(batch)
+        self.estimated_bytes += value_bytes + \
+            (self.distinct_keys() - keys_before) * (key_bytes + GROUP_OVERHEAD)
+
+    def distinct_keys(self) -> int:
+        return len(self._lists) + sum(len(counts) for _, counts in self._counted.values())
+
+    def __bool__(self) -> bool:
+        return self.pairs > 0
+
+    def drain(self) -> Iterator[tuple[object, Iterable, int]]:
+        """Empty the buffer as (key, values, number of values), in key order.
+
+        The values are the key's list when it has only listed values, else an iterator.
+        """
+        keys = set(self._lists)
+        for _, counts in self._counted.values():
+            keys.update(counts)
+        for key in sort_keys(keys):
+            listed = self._lists.pop(key, None)
+            runs = [(value, counts.pop(key)) for value, counts in self._counted.values()
+                    if key in counts]
+            if not runs:
+                yield key, listed, len(listed)
+                continue
+            parts: list = [repeat(value, n) for value, n in runs]
+            if listed:
+                parts.append(listed)
+            yield key, chain.from_iterable(parts), sum(n for _, n in runs) + len(listed or ())
+        self._clear()
+
+
+def check_pairs(batch: list) -> None:
+    try:
+        if set(map(len, batch)) <= {2}:
+            return
+    except TypeError:
+        pass
+    bad = next(r for r in batch if not isinstance(r, tuple | list) or len(r) != 2)
+    raise UserCodeError(f"mapper must yield (key, value) pairs; it yielded {bad!r:.80}")
+
+
+def _value_size(value: object) -> int:
+    if value.__class__ is int and -5 <= value <= 256 or value is None or value is True \
+            or value is False:
+        return 0
+    return sys.getsizeof(value)
