@@ -3,7 +3,8 @@
 A batch whose values are all one object (word count's 1s, a distinct's None) is counted per
 key instead of listed, in C, and costs no memory per pair; its values come back as that object
 repeated. Other batches are listed per key. A key's values come back in no particular order:
-MapReduce promises none.
+MapReduce promises none. Counting is off for jobs with a custom partitioner, which must see
+every value one by one.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ first, second = itemgetter(0), itemgetter(1)
 
 
 class MapBuffer:
-    def __init__(self) -> None:
+    def __init__(self, count_repeats: bool = True) -> None:
+        self._count_repeats = count_repeats
         self._clear()
 
     def _clear(self) -> None:
@@ -47,10 +49,10 @@ class MapBuffer:
             raise
 
     def _add(self, batch: list) -> None:
-        values = list(map(second, batch))
-        value = values[0]
+        value = batch[0][1]
         keys_before = self.distinct_keys()
-        if all(map(is_, values, repeat(value))):
+        sample = batch[:: max(1, len(batch) // 8)]
+        if self._count_repeats and all(map(is_, map(second, batch), repeat(value))):
             entry = self._counted.get(id(value))
             if entry is None:
                 entry = self._counted[id(value)] = (value, Counter())
@@ -60,9 +62,8 @@ class MapBuffer:
             lists = self._lists
             for k, v in batch:
                 lists[k].append(v)
-            sample = values[:: max(1, len(values) // 8)]
-            value_bytes = len(values) * (VALUE_SLOT + sum(map(_value_size, sample)) / len(sample))
-        sample = batch[:: max(1, len(batch) // 8)]
+            value_bytes = len(batch) * (
+                VALUE_SLOT + sum(_value_size(v) for _, v in sample) / len(sample))
         key_bytes = sum(sys.getsizeof(k) for k, _ in sample) / len(sample)
         self.pairs += len(batch)
         self.estimated_bytes += value_bytes + \

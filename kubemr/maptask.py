@@ -85,7 +85,7 @@ class MapTask:
 
     def _map_and_spill(self, reader: InputReader, outputs: Iterator,
                        output_path: str) -> list[tuple[int, int, int]]:
-        buffer = MapBuffer()
+        buffer = MapBuffer(count_repeats=self.fn.partitioner is None)
         while True:
             batch = list(islice(outputs, PULL))
             if not batch:

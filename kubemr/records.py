@@ -11,7 +11,7 @@ import gzip
 import json
 from bisect import bisect_right
 from collections.abc import Iterator
-from itertools import accumulate
+from itertools import accumulate, chain
 from typing import BinaryIO
 
 from kubemr.errors import UserCodeError
@@ -37,6 +37,9 @@ class InputReader:
             return self._jsonl(self._lines(decode=False))
         return self._lines(decode=True)
 
+    def _lines(self, decode: bool) -> Iterator[tuple[int, bytes | str]]:
+        return chain.from_iterable(self._line_blocks(decode))
+
     def _open(self) -> BinaryIO:
         s = self.split
         if s.uri.endswith(".gz"):
@@ -50,8 +53,9 @@ class InputReader:
         self.records += 1
         yield name, data.decode("utf-8", errors="replace")
 
-    def _lines(self, decode: bool) -> Iterator[tuple[int, bytes | str]]:
-        """(byte offset, line without its newline) for every line this split owns.
+    def _line_blocks(self, decode: bool) -> Iterator[Iterator[tuple[int, bytes | str]]]:
+        """(byte offset, line without its newline) for every line this split owns, a block
+        at a time (so that iterating a block's lines stays in C).
 
         With `decode`, lines are text: UTF-8 (invalid bytes replaced), without a final CR.
         """
@@ -82,13 +86,13 @@ class InputReader:
                 owned = bisect_right(offsets, end, 0, len(lines))
                 values = _decode_lines(data, lines) if decode else lines
                 self.records += owned
-                yield from zip(offsets[:owned], values[:owned], strict=True)
+                yield zip(offsets[:owned], values[:owned], strict=True)
                 if owned < len(lines):
                     return
                 pos = offsets[-1]
             if pending and not skipping and pos <= end:
                 self.records += 1
-                yield pos, _decode(pending) if decode else pending
+                yield [(pos, _decode(pending) if decode else pending)]
 
     def _jsonl(self, lines: Iterator[tuple[int, bytes]]) -> Iterator[tuple[int, object]]:
         for offset, line in lines:
