@@ -3,12 +3,16 @@
     eval "$(hack/cluster.sh env)"      # a cluster with the operator installed (helm)
     python bench/cluster.py overhead [--runs 5]
     python bench/cluster.py throughput [--size-mib 1024]
+    python bench/cluster.py scale [--maps 1000]
 
 overhead: seconds from `kubectl apply` of a trivial job (1 map, 1 reduce) to phase Succeeded,
 against two bare pods of the same image run one after the other (create, wait for Succeeded,
 then the next); median of --runs, and their ratio (target: at most 1.3).
 throughput: word count over a corpus in MinIO on the cluster, against the local runner over the
 same corpus on this machine (2 workers); MB/s of each and their ratio.
+scale: a job of --maps map tasks (one small object each) and 2 reduces, run to Succeeded while
+the operator's process is watched: its peak RSS (VmHWM; target under 200 MiB), the job's
+duration and the size of the job object in etcd.
 """
 
 from __future__ import annotations
@@ -195,17 +199,75 @@ def throughput(size_mib: int) -> None:
     )
 
 
+def operator_process() -> int:
+    """The operator's pid: its container runs on this machine."""
+    pids = subprocess.run(["pgrep", "-f", "python -m kubemr_operator"], capture_output=True,
+                          text=True).stdout.split()
+    if len(pids) != 1:
+        raise SystemExit(f"expected one operator process on this machine, found {pids}")
+    return int(pids[0])
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    with open(f"/proc/{pid}/status") as f:
+        return {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in f)
+                if k in ("VmRSS", "VmHWM")}
+
+
+def scale(maps: int) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kubemr.storage import store_for
+
+    bucket = f"s3://bench-{uuid.uuid4().hex[:8]}"
+    store = store_for(bucket + "/")
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda i: store.write_bytes(f"{bucket}/in/{i:05d}.txt",
+                                                  f"split {i} of the scale job\n".encode()),
+                      range(maps)))
+    pid = operator_process()
+    before = memory_kib(pid)
+    name = f"scale-{uuid.uuid4().hex[:4]}"
+    manifest = job_manifest(name, f"{bucket}/in/", f"{bucket}/out/", reducers=2,
+                            parallelism=24)
+    started = time.time()
+    kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    largest_object = 0
+    while True:
+        job = get("mapreducejob", name)
+        largest_object = max(largest_object, len(json.dumps(job)))
+        status = job.get("status") or {}
+        if status.get("phase") in ("Succeeded", "Failed"):
+            break
+        print(f"  {time.time() - started:5.0f}s {status.get('phase')} maps "
+              f"{status.get('mapsDone')} RSS {memory_kib(pid)['VmRSS'] / 1024:.0f} MiB",
+              flush=True)
+        time.sleep(10)
+    seconds = time.time() - started
+    after = memory_kib(pid)
+    if operator_process() != pid:
+        raise SystemExit("the operator restarted during the job: its peak RSS is lost")
+    print(f"{maps} maps: job {status['phase']} in {seconds:.0f}s "
+          f"({status.get('mapsDone')} maps, {status.get('reducesDone')} reduces, "
+          f"{status.get('attempts')} attempts); operator RSS {before['VmRSS'] / 1024:.0f} MiB "
+          f"before, peak {after['VmHWM'] / 1024:.0f} MiB (target < 200 MiB); largest job "
+          f"object {largest_object / 1024:.1f} KiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("what", choices=["overhead", "throughput"])
+    parser.add_argument("what", choices=["overhead", "throughput", "scale"])
+    parser.add_argument("--maps", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--size-mib", type=int, default=1024)
     args = parser.parse_args()
     setup_storage()
     if args.what == "overhead":
         overhead(args.runs)
+    elif args.what == "scale":
+        scale(args.maps)
     else:
         throughput(args.size_mib)
 
