@@ -65,10 +65,11 @@ class Cluster:
         try:
             return fn(*args, **kwargs)
         except ApiException as e:
-            if e.status == 404 and "mapreducejobs" in str(e.body or "") and "could not find" in \
-                    str(e.body or "").lower():
-                raise KubemrError("the MapReduceJob CRD is not installed in this cluster: "
-                                  "helm install kubemr charts/kubemr -n kubemr-system") from None
+            if e.status == 404 and not self._crd_installed():
+                raise KubemrError(
+                    "the MapReduceJob CRD is not installed in this cluster: install kubemr "
+                    "with `helm install kubemr charts/kubemr -n kubemr-system "
+                    "--create-namespace` (or `kubectl apply -f crds/`)") from None
             if e.status == 404:
                 raise KubemrError(f"cannot {what}: not found") from None
             if e.status == 409:
@@ -86,6 +87,19 @@ class Cluster:
         except (HTTPError, OSError) as e:
             raise KubemrError(f"cannot {what}: no cluster reachable ({e.__class__.__name__}); "
                               "is KUBECONFIG right?") from None
+
+    def _crd_installed(self) -> bool:
+        """Whether the API server serves MapReduceJobs (API discovery, readable by anyone)."""
+        from kubernetes import client
+        from kubernetes.client.rest import ApiException
+        from urllib3.exceptions import HTTPError
+
+        try:
+            groups = client.ApisApi(self.custom.api_client).get_api_versions().groups
+        except (ApiException, HTTPError, OSError):  # cannot tell: report the plain 404
+            return True
+        return any(g.name == GROUP and any(v.version == VERSION for v in g.versions)
+                   for g in groups)
 
     def create_job(self, manifest: dict) -> dict:
         namespace = manifest["metadata"].get("namespace", "default")

@@ -149,3 +149,43 @@ def test_cli_errors_say_what_to_do(tmp_path):
     assert "KUBECONFIG" in result.stderr and "Traceback" not in result.stderr
     name = f"x{uuid.uuid4().hex[:6]}"
     assert name  # a job that does not exist
+
+
+def test_a_cluster_without_the_crd_is_named(monkeypatch):
+    import kubemr.cluster
+    from kubemr.errors import KubemrError
+
+    monkeypatch.setattr(kubemr.cluster, "GROUP", "absent.kubemr.io")  # a group never installed
+    with pytest.raises(KubemrError, match="the MapReduceJob CRD is not installed") as raised:
+        kubemr.cluster.Cluster().list_jobs("default")
+    assert "helm install kubemr charts/kubemr" in str(raised.value)
+
+
+def test_cli_submits_a_job_class_to_the_cluster(ns, tmp_path):
+    """The class's module is not in the image: cloudpickle ships it by value."""
+    bucket = new_bucket()
+    want = corpus(bucket, files=2, lines=100)
+    (tmp_path / "myjobs.py").write_text(textwrap.dedent("""
+        import re
+
+        WORD = re.compile(r"[a-z]+")
+
+        class WordCount:
+            def mapper(self, _, line):
+                for word in WORD.findall(line.lower()):
+                    yield word, 1
+
+            def reducer(self, word, ones):
+                yield word, sum(ones)
+
+            combiner = reducer
+    """))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), *sys.path]))
+    result = subprocess.run(
+        [sys.executable, "-m", "kubemr", "submit", "myjobs:WordCount", "--input",
+         f"{bucket}/in/", "--output-uri", f"{bucket}/out/", "--reducers", "2", "-n", ns,
+         "--name", "class-job", "--wait", "--timeout", "300"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=400)
+    assert result.returncode == 0, result.stderr
+    assert "succeeded" in result.stderr
+    assert dict(kubemr.read_output(f"{bucket}/out/", "jsonl")) == want
