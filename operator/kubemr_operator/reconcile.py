@@ -44,6 +44,7 @@ class JobCache:
     commits: dict[tuple[str, int], dict] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     reported_failures: set[tuple[str, int, int]] = field(default_factory=set)
+    lost_outputs: dict[tuple[int, int], str] = field(default_factory=dict)  # (map, attempt)
 
 
 _caches: dict[str, JobCache] = {}
@@ -152,16 +153,22 @@ class Pass:
         for i in range(n):
             task = TaskState(task_type, i, (task_type, i) in committed,
                              started.get((task_type, i), set()))
-            if task.latest and not task.committed:
-                task.outcome = failures.observe(
-                    pods.get((task_type, i, task.latest)), self.now, timeout,
-                    alive.get((task_type, i, task.latest)), ready_nodes)
+            pod = pods.get((task_type, i, task.latest))
+            lost = self.cache.lost_outputs.get((i, task.latest)) if task_type == "map" else None
+            if task.latest and not task.committed and pod is None and lost:
+                task.outcome = failures.Outcome("failed", failures.NODE_LOST, lost)
+            elif task.latest and not task.committed:
+                task.outcome = failures.observe(pod, self.now, timeout,
+                                                alive.get((task_type, i, task.latest)),
+                                                ready_nodes)
             tasks.append(task)
         return tasks
 
     def _advance(self, status: dict) -> None:
         self.pods = pods = {}
-        for pod in self.kube.list_pods(self.namespace, f"{LABEL_JOB}={self.name}"):
+        # Succeeded pods are left out: their tasks committed before they exited.
+        for pod in self.kube.list_pods(self.namespace, f"{LABEL_JOB}={self.name}",
+                                       unfinished=True):
             labels = pod["metadata"].get("labels", {})
             pods[(labels[LABEL_TASK_TYPE], int(labels[LABEL_TASK_INDEX]),
                   int(labels[LABEL_ATTEMPT]))] = pod
@@ -247,17 +254,20 @@ class Pass:
                                ready_nodes: set[str]) -> bool:
         """Map outputs kept on a node that is gone, or that a reduce task could not fetch, are
         made again: their COMMITs are removed, so the maps run again."""
-        lost = set()
+        lost = {}
         for task in maps:
             record = self.cache.commits.get(("map", task.index))
             node = record and _data_node(record["data"], self.settings)
             if node and ready_nodes and node not in ready_nodes:
-                lost.add(task.index)
+                lost[task.index] = f"its output was lost with node {node}"
         missing = {uri for task in reduces if task.outcome and task.outcome.state == "failed"
                    for uri in MISSING_MAP_OUTPUT.findall(task.outcome.message)}
         for (task_type, index), record in self.cache.commits.items():
             if task_type == "map" and record["data"] in missing:
-                lost.add(index)
+                lost[index] = f"a reduce task could not fetch its output {record['data']}"
+        for task in maps:
+            if task.index in lost:
+                self.cache.lost_outputs[(task.index, task.latest)] = lost[task.index]
         lost = sorted(lost)
         for index in lost:
             self.store.delete(commit.commit_uri(self.work, "map", index))

@@ -9,7 +9,6 @@ import re
 import subprocess
 import sys
 import textwrap
-import uuid
 
 import pytest
 
@@ -147,8 +146,19 @@ def test_cli_errors_say_what_to_do(tmp_path):
                             text=True, env=env)
     assert result.returncode == 2
     assert "KUBECONFIG" in result.stderr and "Traceback" not in result.stderr
-    name = f"x{uuid.uuid4().hex[:6]}"
-    assert name  # a job that does not exist
+
+
+def test_an_output_holding_a_committed_job_is_refused_before_submitting(cluster, ns):
+    from kubemr.errors import KubemrError
+
+    bucket = new_bucket()
+    corpus(bucket, files=1, lines=10)
+    store_for(bucket + "/").write_bytes(f"{bucket}/out/_SUCCESS", b"")
+    with pytest.raises(KubemrError, match="already holds a committed job") as raised:
+        kubemr.submit(lambda _, line: [(line, 1)], input=f"{bucket}/in/",
+                      output=f"{bucket}/out/", namespace=ns, name="refused")
+    assert "output.overwrite" in str(raised.value)
+    assert cluster.get_json("mapreducejobs", "-n", ns)["items"] == []
 
 
 def test_a_cluster_without_the_crd_is_named(monkeypatch):
