@@ -498,7 +498,7 @@ local_up() {
   for i in $(nodes); do start_kubelet "$i"; done
   for i in $(nodes); do
     node_dirs "$i"
-    wait_for 120 "node $N Ready" bash -c "'$CL/bin/kubectl' --kubeconfig '$CL/kubeconfig' get node $N -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
+    wait_node_ready
     kctl label node "$N" node-role.kubernetes.io/worker= --overwrite >/dev/null
   done
   deploy_minio
@@ -648,6 +648,16 @@ local_node_start() {
   IMAGE_TARS=()
   start_containerd "$i"
   wait_for 60 "containerd-$N" ctr -a "$SOCK" version
-  start_kubelet "$i"
+  # containerd answers before its CRI service is ready, and a kubelet started then exits.
+  local try
+  for try in 1 2 3 4 5 6; do
+    start_kubelet "$i"
+    sleep 5
+    proc_alive "kubelet-$N" && break
+  done
+  wait_node_ready
   log "node $N started"
+}
+wait_node_ready() {  # the node of node_dirs
+  wait_for 120 "node $N Ready" bash -c "'$CL/bin/kubectl' --kubeconfig '$CL/kubeconfig' get node $N -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
 }
