@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from kubemr.errors import JobFailed, KubemrError
@@ -181,14 +182,17 @@ def _delete(args: argparse.Namespace) -> int:
 def _timeline(args: argparse.Namespace) -> int:
     import time
 
-    from kubemr.timeline import render_html
+    from kubemr.timeline import render_html, render_svg
 
+    renderers = {".html": render_html, ".htm": render_html, ".svg": render_svg}
+    render = renderers.get(os.path.splitext(args.file)[1].lower())
+    if render is None:
+        raise KubemrError("timeline: write an .html page or an .svg image "
+                          "(-o timeline.html, -o timeline.svg)")
     namespace = args.namespace or "default"
     attempts = _cluster().attempts(namespace, args.job)
-    if not args.file.endswith((".html", ".htm")):
-        raise KubemrError("timeline: write an .html file (-o timeline.html)")
-    with open(args.file, "w") as f:
-        f.write(render_html(args.job, attempts, time.time()))
+    with open(args.file, "w", encoding="utf-8") as f:
+        f.write(render(args.job, attempts, time.time()))
     print(f"wrote {args.file}: {len(attempts)} task attempts", file=sys.stderr)
     return 0
 
@@ -242,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     command("delete", _delete, "delete a job, its pods and its intermediate data", job=True)
     timeline = command("timeline", _timeline, "draw task attempts per node over time", job=True,
                        output_format=False)
-    timeline.add_argument("-o", "--file", default="timeline.html", help="HTML file to write")
+    timeline.add_argument("-o", "--file", default="timeline.html",
+                          help="file to write: .html (a page) or .svg (an image)")
     return parser
 
 

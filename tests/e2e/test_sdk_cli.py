@@ -121,6 +121,9 @@ def test_cli_on_a_finished_and_a_failed_job(cluster, ns, tmp_path):
     cli("timeline", "cli-good", "-n", ns, "-o", str(page))
     html = page.read_text()
     assert "<svg" in html and "map-0#2" in html and "✗" in html
+    image = tmp_path / "timeline.svg"
+    cli("timeline", "cli-good", "-n", ns, "-o", str(image))
+    assert image.read_text().startswith("<svg") and "map-0#2" in image.read_text()
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(json.dumps(job_manifest("cli-bad", ns, new_bucket(), mapper="always_raises",
