@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import time
 import uuid
 from collections import Counter
@@ -259,3 +260,23 @@ def test_map_tasks_run_on_the_node_holding_their_data(cluster, ns, operator):
     total = locality["dataLocal"] + locality["remote"]
     assert total == job["status"]["maps"]["total"]
     assert locality["dataLocal"] >= 0.9 * total, locality
+
+
+def test_a_finished_job_is_removed_after_its_ttl(cluster, ns):
+    bucket = new_bucket()
+    want = corpus(bucket, files=1, lines=50)
+    cluster.apply(job_manifest("short-lived", ns, bucket, ttlSecondsAfterFinished=3))
+    wait_for(cluster, ns, "short-lived", "Complete")
+    wait_until(lambda: not cluster.get_json("mapreducejobs", "-n", ns)["items"], timeout=60,
+               what="the finished job to be removed")
+    assert output_counts(bucket) == want  # the output stays
+
+
+def test_helm_lint_is_clean(cluster):
+    from tests.e2e.conftest import REPO, helm_bin
+
+    result = subprocess.run([helm_bin(), "lint", str(REPO / "charts" / "kubemr")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 chart(s) failed" in result.stdout
+    assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout

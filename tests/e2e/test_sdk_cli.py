@@ -15,7 +15,15 @@ import pytest
 import kubemr
 from kubemr.sdk import Pipeline, Step, bundle_functions
 from kubemr.storage import store_for
-from tests.e2e.test_operator import SECRET, corpus, job_manifest, new_bucket, wait_for
+from tests.e2e.test_operator import (
+    SECRET,
+    corpus,
+    job_manifest,
+    new_bucket,
+    running_pods,
+    wait_for,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -202,3 +210,25 @@ def test_cli_submits_a_job_class_to_the_cluster(ns, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "succeeded" in result.stderr
     assert dict(kubemr.read_output(f"{bucket}/out/", "jsonl")) == want
+
+
+def test_cancel_stops_a_running_job(cluster, ns):
+    bucket = new_bucket()
+    corpus(bucket, files=2, lines=600)
+
+    def slow(_, line):
+        import time
+
+        time.sleep(0.1)
+        return [(w, 1) for w in line.split()]
+
+    job = kubemr.submit(slow, lambda w, ones: [(w, sum(ones))], input=f"{bucket}/in/",
+                        output=f"{bucket}/out/", namespace=ns, name="cancelled",
+                        storage={"secretName": SECRET})
+    wait_until(lambda: running_pods(cluster, ns, "cancelled"), what="a running map")
+    job.cancel()
+    wait_until(lambda: not cluster.get_json("pods", "-n", ns, "-l",
+                                            "kubemr.io/job=cancelled")["items"],
+               what="the cancelled job's pods to go")
+    assert cluster.get_json("mapreducejobs", "-n", ns)["items"] == []
+    assert store_for(bucket + "/").list(f"{bucket}/out/") == []
