@@ -1,13 +1,26 @@
 """kubemr: MapReduce on Kubernetes, with a local runner that behaves as the cluster does."""
 
+import importlib
+
 from kubemr.counters import increment_counter
 from kubemr.errors import JobFailed, KubemrError, ManifestError, StorageError, UserCodeError
-from kubemr.manifest import JobSpec, load_manifest, parse_manifest
-from kubemr.runner import JobResult, run_local
-from kubemr.sdk import Pipeline, Step, read_output, submit
+
+# Imported on first use, so that a task process starts without the SDK, YAML and the runner.
+_LAZY = {
+    "JobSpec": "kubemr.manifest", "load_manifest": "kubemr.manifest",
+    "parse_manifest": "kubemr.manifest", "JobResult": "kubemr.runner",
+    "run_local": "kubemr.runner", "Pipeline": "kubemr.sdk", "Step": "kubemr.sdk",
+    "read_output": "kubemr.sdk", "submit": "kubemr.sdk",
+}
 
 __all__ = [
     "JobFailed", "JobResult", "JobSpec", "KubemrError", "ManifestError", "StorageError",
     "Pipeline", "Step", "UserCodeError", "increment_counter", "load_manifest", "parse_manifest",
     "read_output", "run_local", "submit",
 ]
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'kubemr' has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name]), name)
