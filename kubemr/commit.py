@@ -42,6 +42,11 @@ def alive_uri(work: str, task_type: str, index: int, attempt: int) -> str:
     return join(task_dir(work, task_type, index), f"attempt-{attempt}.alive")
 
 
+def lost_uri(work: str, task_type: str, index: int, attempt: int) -> str:
+    """Written by the operator when a committed map output is lost: the attempt must run again."""
+    return join(task_dir(work, task_type, index), f"attempt-{attempt}.lost")
+
+
 def commit_uri(work: str, task_type: str, index: int) -> str:
     return join(task_dir(work, task_type, index), "COMMIT")
 

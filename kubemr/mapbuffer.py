@@ -20,6 +20,7 @@ from kubemr.runs import sort_keys
 
 VALUE_SLOT = 9
 GROUP_OVERHEAD = 120
+COUNTED_VALUES = 4  # at most this many distinct shared values are counted; others are listed
 first, second = itemgetter(0), itemgetter(1)
 
 
@@ -41,7 +42,7 @@ class MapBuffer:
         except (TypeError, IndexError, KeyError, ValueError) as e:
             check_pairs(batch)
             if "unhashable" in str(e):
-                bad = next(k for k, _ in batch if getattr(k, "__hash__", None) is None)
+                bad = next((k for k, _ in batch if not _hashable(k)), batch[0][0])
                 raise UserCodeError(
                     f"mapper emitted key {bad!r:.60} of type {type(bad).__name__}, which is "
                     "unhashable: use str, int, float, bytes or tuple keys"
@@ -52,12 +53,14 @@ class MapBuffer:
         value = batch[0][1]
         keys_before = self.distinct_keys()
         sample = batch[:: max(1, len(batch) // 8)]
-        if self._count_repeats and all(map(is_, map(second, batch), repeat(value))):
-            entry = self._counted.get(id(value))
+        entry = self._counted.get(id(value))
+        if (self._count_repeats and (entry or len(self._counted) < COUNTED_VALUES)
+                and all(map(is_, map(second, batch), repeat(value)))):
+            value_bytes = 0.0
             if entry is None:
                 entry = self._counted[id(value)] = (value, Counter())
+                value_bytes = _value_size(value)
             entry[1].update(map(first, batch))
-            value_bytes = 0.0
         else:
             lists = self._lists
             for k, v in batch:
@@ -105,6 +108,14 @@ def check_pairs(batch: list) -> None:
         pass
     bad = next(r for r in batch if not isinstance(r, tuple | list) or len(r) != 2)
     raise UserCodeError(f"mapper must yield (key, value) pairs; it yielded {bad!r:.80}")
+
+
+def _hashable(key: object) -> bool:
+    try:
+        hash(key)
+    except TypeError:
+        return False
+    return True
 
 
 def _value_size(value: object) -> int:

@@ -18,7 +18,7 @@ from kubemr.errors import UserCodeError
 from kubemr.splits import Split
 from kubemr.storage import StreamWrapper, store_for
 
-BLOCK = 1 << 20
+BLOCK = 1 << 18  # a block's lines, offsets and texts are held at once
 
 
 class InputReader:

@@ -44,7 +44,6 @@ class JobCache:
     commits: dict[tuple[str, int], dict] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     reported_failures: set[tuple[str, int, int]] = field(default_factory=set)
-    lost_outputs: dict[tuple[int, int], str] = field(default_factory=dict)  # (map, attempt)
 
 
 _caches: dict[str, JobCache] = {}
@@ -124,11 +123,13 @@ class Pass:
             return
         self._advance(status)
 
-    def _listing(self) -> tuple[dict, set, dict]:
-        """From one LIST of the work prefix: attempts started, COMMITs, and heartbeats."""
+    def _listing(self) -> tuple[dict, set, dict, set]:
+        """From one LIST of the work prefix: attempts started, COMMITs, heartbeats, and
+        attempts whose committed output was lost."""
         started: dict[tuple[str, int], set[int]] = {}
         committed: set[tuple[str, int]] = set()
         alive: dict[tuple[str, int, int], float] = {}
+        lost: set[tuple[str, int, int]] = set()
         prefix = self.work + "/"
         for obj in self.store.list(prefix):
             parts = obj.uri[len(prefix):].split("/")
@@ -144,9 +145,11 @@ class Pass:
             elif name.endswith(".alive"):
                 attempt = int(name[len("attempt-"):-len(".alive")])
                 alive[(*key, attempt)] = obj.modified
-        return started, committed, alive
+            elif name.endswith(".lost"):
+                lost.add((*key, int(name[len("attempt-"):-len(".lost")])))
+        return started, committed, alive, lost
 
-    def _tasks(self, task_type: str, n: int, started, committed, alive, pods,
+    def _tasks(self, task_type: str, n: int, started, committed, alive, lost, pods,
                ready_nodes) -> list[TaskState]:
         timeout = float(self.spec.get("taskTimeoutSeconds", 600))
         tasks = []
@@ -154,9 +157,10 @@ class Pass:
             task = TaskState(task_type, i, (task_type, i) in committed,
                              started.get((task_type, i), set()))
             pod = pods.get((task_type, i, task.latest))
-            lost = self.cache.lost_outputs.get((i, task.latest)) if task_type == "map" else None
-            if task.latest and not task.committed and pod is None and lost:
-                task.outcome = failures.Outcome("failed", failures.NODE_LOST, lost)
+            if task.latest and not task.committed and (task_type, i, task.latest) in lost:
+                task.outcome = failures.Outcome(
+                    "lost", failures.NODE_LOST, "its committed output was lost (kept on a node "
+                    "that is gone, or unreadable by a reduce task)")
             elif task.latest and not task.committed:
                 task.outcome = failures.observe(pod, self.now, timeout,
                                                 alive.get((task_type, i, task.latest)),
@@ -172,11 +176,12 @@ class Pass:
             labels = pod["metadata"].get("labels", {})
             pods[(labels[LABEL_TASK_TYPE], int(labels[LABEL_TASK_INDEX]),
                   int(labels[LABEL_ATTEMPT]))] = pod
-        started, committed, alive = self._listing()
+        started, committed, alive, lost = self._listing()
         ready_nodes = self.kube.ready_nodes()
         num_maps, num_reduces = len(self.cache.plan), self.spec["reducers"]
-        maps = self._tasks("map", num_maps, started, committed, alive, pods, ready_nodes)
-        reduces = self._tasks("reduce", num_reduces, started, committed, alive, pods,
+        maps = self._tasks("map", num_maps, started, committed, alive, lost, pods,
+                           ready_nodes)
+        reduces = self._tasks("reduce", num_reduces, started, committed, alive, lost, pods,
                               ready_nodes)
         self._read_new_commits(committed)
         if all(t.committed for t in maps) and self._drop_lost_map_outputs(maps, reduces,
@@ -254,22 +259,21 @@ class Pass:
                                ready_nodes: set[str]) -> bool:
         """Map outputs kept on a node that is gone, or that a reduce task could not fetch, are
         made again: their COMMITs are removed, so the maps run again."""
-        lost = {}
+        lost = set()
         for task in maps:
             record = self.cache.commits.get(("map", task.index))
             node = record and _data_node(record["data"], self.settings)
             if node and ready_nodes and node not in ready_nodes:
-                lost[task.index] = f"its output was lost with node {node}"
+                lost.add(task.index)
         missing = {uri for task in reduces if task.outcome and task.outcome.state == "failed"
                    for uri in MISSING_MAP_OUTPUT.findall(task.outcome.message)}
         for (task_type, index), record in self.cache.commits.items():
             if task_type == "map" and record["data"] in missing:
-                lost[index] = f"a reduce task could not fetch its output {record['data']}"
-        for task in maps:
-            if task.index in lost:
-                self.cache.lost_outputs[(task.index, task.latest)] = lost[task.index]
+                lost.add(index)
         lost = sorted(lost)
         for index in lost:
+            self.store.write_bytes(commit.lost_uri(self.work, "map", index, maps[index].latest),
+                                   b"")
             self.store.delete(commit.commit_uri(self.work, "map", index))
             self.cache.commits.pop(("map", index), None)
         if lost:

@@ -51,6 +51,8 @@ def decide(tasks: list[TaskState], max_attempts: int, parallelism: int, backoff_
             candidate = (task, 1, None)
         elif outcome.state in ("pending", "running", "succeeded"):
             continue
+        elif outcome.state == "lost":  # not the attempt's fault: no backoff, not counted
+            candidate = (task, task.latest + 1, outcome.node)
         elif task.latest >= max_attempts:
             decision.failed = task
             return decision
@@ -74,6 +76,8 @@ def counts(tasks: list[TaskState], max_attempts: int) -> dict[str, int]:
             result["pending"] += 1
         elif task.outcome.state in ("pending", "running", "succeeded"):
             result["running"] += 1
+        elif task.outcome.state == "lost":
+            result["pending"] += 1
         elif task.latest >= max_attempts:
             result["failed"] += 1
         else:

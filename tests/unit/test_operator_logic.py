@@ -117,6 +117,15 @@ def test_decide_respects_parallelism_retries_and_backoff():
     assert backoff_seconds(5, 20) == 300
 
 
+def test_a_lost_output_runs_again_at_once_whatever_the_attempts_used():
+    lost = failures.Outcome("lost", failures.NODE_LOST, "its committed output was lost")
+    tasks = [state(0, [1, 2, 3], lost)]
+    decision = decide(tasks, max_attempts=3, parallelism=2, backoff_base=5, now=T0)
+    assert decision.failed is None
+    assert [(t.index, a) for t, a, _ in decision.start] == [(0, 4)]
+    assert counts(tasks, 3)["pending"] == 1
+
+
 def test_conditions_follow_the_phase_and_keep_transition_times():
     first = conditions([], "Mapping", "", 1)
     assert [(c["type"], c["status"]) for c in first] == [
