@@ -267,8 +267,14 @@ def test_a_finished_job_is_removed_after_its_ttl(cluster, ns):
     want = corpus(bucket, files=1, lines=50)
     cluster.apply(job_manifest("short-lived", ns, bucket, ttlSecondsAfterFinished=3))
     wait_for(cluster, ns, "short-lived", "Complete")
-    wait_until(lambda: not cluster.get_json("mapreducejobs", "-n", ns)["items"], timeout=60,
-               what="the finished job to be removed")
+    try:
+        wait_until(lambda: not cluster.get_json("mapreducejobs", "-n", ns)["items"],
+                   timeout=150, what="the finished job to be removed")
+    except AssertionError:
+        jobs = cluster.get_json("mapreducejobs", "-n", ns)["items"]
+        log = cluster.kubectl("logs", "-n", SYSTEM, "deploy/kubemr-operator", "--tail=60",
+                              check=False).stdout
+        raise AssertionError(f"job not removed: {json.dumps(jobs)[:3000]}\n{log}") from None
     assert output_counts(bucket) == want  # the output stays
 
 
