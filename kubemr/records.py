@@ -84,7 +84,7 @@ class InputReader:
                 pending = lines.pop()
                 offsets = list(accumulate(map((1).__add__, map(len, lines)), initial=pos))
                 owned = bisect_right(offsets, end, 0, len(lines))
-                values = _decode_lines(data, lines) if decode else lines
+                values = _decode_lines(data[:offsets[-1] - pos], lines) if decode else lines
                 self.records += owned
                 yield zip(offsets[:owned], values[:owned], strict=True)
                 if owned < len(lines):
@@ -107,13 +107,12 @@ class InputReader:
                 ) from None
 
 
-def _decode_lines(data: bytes, lines: list[bytes]) -> list[str]:
-    """Decode `lines`, the first len(lines) lines of `data`, in one pass over the block."""
-    complete = sum(map(len, lines)) + len(lines)
-    texts = data[:complete - 1].decode("utf-8", errors="replace").split("\n") if lines else []
+def _decode_lines(complete: bytes, lines: list[bytes]) -> list[str]:
+    """Decode `lines`, the lines of `complete` (each with its newline), in one pass."""
+    texts = complete[:-1].decode("utf-8", errors="replace").split("\n") if lines else []
     if len(texts) != len(lines):  # not expected: UTF-8 decoding never joins or splits lines
         return [_decode(line) for line in lines]
-    if b"\r" in data[:complete]:
+    if b"\r" in complete:
         texts = [t[:-1] if t.endswith("\r") else t for t in texts]
     return texts
 

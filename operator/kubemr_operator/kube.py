@@ -23,9 +23,6 @@ class Kube:
         self.custom = client.CustomObjectsApi(self._api)
         self._nodes: tuple[float, set[str]] = (0.0, set())
 
-    def _dict(self, obj) -> dict:
-        return self._api.sanitize_for_serialization(obj)
-
     def get_job(self, namespace: str, name: str) -> dict | None:
         try:
             return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
