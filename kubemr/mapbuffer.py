@@ -1,10 +1,10 @@
 """The map output buffer: the mapper's pairs grouped by key, with an estimate of their size.
 
 A batch whose values are all one object (word count's 1s, a distinct's None) is counted per
-key instead of listed, in C, and costs no memory per pair; its values come back as that object
-repeated. Other batches are listed per key. A key's values come back in no particular order:
-MapReduce promises none. Counting is off for jobs with a custom partitioner, which must see
-every value one by one.
+key instead of listed (by kubemr/_tally.c where it is compiled) and costs no memory per pair;
+its values come back as that object repeated. Other batches are listed per key. A key's values
+come back in no particular order: MapReduce promises none. Counting is off for jobs with a
+custom partitioner, which must see every value one by one.
 """
 
 from __future__ import annotations
@@ -24,6 +24,36 @@ COUNTED_VALUES = 4  # at most this many distinct shared values are counted; othe
 first, second = itemgetter(0), itemgetter(1)
 
 
+class PyTally:
+    """Counts of the keys of batches whose pairs all hold one value object.
+
+    The Python form of kubemr._tally.Tally (kubemr/_tally.c), used where it was not compiled.
+    """
+
+    def __init__(self) -> None:
+        self._counts: Counter = Counter()
+
+    def add(self, batch: list, value: object) -> bool:
+        if not (set(map(len, batch)) == {2}
+                and all(map(is_, map(second, batch), repeat(value)))):
+            return False
+        self._counts.update(map(first, batch))
+        return True
+
+    def items(self) -> list[tuple[object, int]]:
+        return list(self._counts.items())
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+
+try:
+    from kubemr._tally import Tally
+except ImportError:  # installed without a C compiler
+    Tally = PyTally
+COMPILED = Tally is not PyTally
+
+
 class MapBuffer:
     def __init__(self, count_repeats: bool = True) -> None:
         self._count_repeats = count_repeats
@@ -31,7 +61,7 @@ class MapBuffer:
 
     def _clear(self) -> None:
         self._lists: defaultdict = defaultdict(list)
-        self._counted: dict[int, tuple[object, Counter]] = {}  # id(value) -> (value, counts)
+        self._counted: dict[int, tuple[object, Tally]] = {}  # id(value) -> (value, counts)
         self.pairs = 0
         self.estimated_bytes = 0.0
 
@@ -53,14 +83,12 @@ class MapBuffer:
         value = batch[0][1]
         keys_before = self.distinct_keys()
         sample = batch[:: max(1, len(batch) // 8)]
-        entry = self._counted.get(id(value))
-        if (self._count_repeats and (entry or len(self._counted) < COUNTED_VALUES)
-                and all(map(is_, map(second, batch), repeat(value)))):
+        tally = self._tally_for(value)
+        if tally is not None and tally.add(batch, value):
             value_bytes = 0.0
-            if entry is None:
-                entry = self._counted[id(value)] = (value, Counter())
+            if id(value) not in self._counted:
+                self._counted[id(value)] = (value, tally)
                 value_bytes = _value_size(value)
-            entry[1].update(map(first, batch))
         else:
             lists = self._lists
             for k, v in batch:
@@ -72,8 +100,17 @@ class MapBuffer:
         self.estimated_bytes += value_bytes + \
             (self.distinct_keys() - keys_before) * (key_bytes + GROUP_OVERHEAD)
 
+    def _tally_for(self, value: object) -> Tally | None:
+        """Where batches sharing `value` are counted: None once COUNTED_VALUES are counted."""
+        entry = self._counted.get(id(value))
+        if entry:
+            return entry[1]
+        if self._count_repeats and len(self._counted) < COUNTED_VALUES:
+            return Tally()
+        return None
+
     def distinct_keys(self) -> int:
-        return len(self._lists) + sum(len(counts) for _, counts in self._counted.values())
+        return len(self._lists) + sum(len(tally) for _, tally in self._counted.values())
 
     def __bool__(self) -> bool:
         return self.pairs > 0
@@ -83,13 +120,13 @@ class MapBuffer:
 
         The values are the key's list when it has only listed values, else an iterator.
         """
+        counted = [(value, dict(tally.items())) for value, tally in self._counted.values()]
         keys = set(self._lists)
-        for _, counts in self._counted.values():
+        for _, counts in counted:
             keys.update(counts)
         for key in sort_keys(keys):
             listed = self._lists.pop(key, None)
-            runs = [(value, counts.pop(key)) for value, counts in self._counted.values()
-                    if key in counts]
+            runs = [(value, counts.pop(key)) for value, counts in counted if key in counts]
             if not runs:
                 yield key, listed, len(listed)
                 continue

@@ -9,11 +9,13 @@ from __future__ import annotations
 import gc
 import heapq
 import os
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, islice, starmap
 from operator import itemgetter
 
+from kubemr import mapbuffer
 from kubemr.errors import UserCodeError
 from kubemr.mapbuffer import MapBuffer, check_pairs
 from kubemr.partition import checked_partition, default_partition
@@ -86,6 +88,9 @@ class MapTask:
     def _map_and_spill(self, reader: InputReader, outputs: Iterator,
                        output_path: str) -> list[tuple[int, int, int]]:
         buffer = MapBuffer(count_repeats=self.fn.partitioner is None)
+        if not mapbuffer.COMPILED:
+            print("kubemr: kubemr._tally is not compiled: map output is counted in Python, "
+                  "more slowly", file=sys.stderr)
         while True:
             batch = list(islice(outputs, PULL))
             if not batch:

@@ -142,13 +142,13 @@ stage_kubemr_context() {
   mkdir -p "$ctx/worker_image/wheels"
   cp "$KUBEMR_SRC/pyproject.toml" "$ctx/"
   if [[ -f "$KUBEMR_SRC/README.md" ]]; then cp "$KUBEMR_SRC/README.md" "$ctx/"; else echo "# kubemr" > "$ctx/README.md"; fi
-  (cd "$KUBEMR_SRC" && tar --exclude=__pycache__ --exclude='*.egg-info' -c kubemr operator) | tar -C "$ctx" -x
+  (cd "$KUBEMR_SRC" && tar --exclude=__pycache__ --exclude='*.egg-info' --exclude='*.so' -c kubemr operator) | tar -C "$ctx" -x
   cp "$REPO_ROOT/worker_image/Dockerfile" "$ctx/worker_image/"
 }
 
 kubemr_src_key() {
   (cd "$KUBEMR_SRC" && find pyproject.toml README.md kubemr operator -type f \
-     ! -path '*/__pycache__/*' ! -path '*.egg-info/*' 2>/dev/null | LC_ALL=C sort | xargs cat 2>/dev/null
+     ! -path '*/__pycache__/*' ! -path '*.egg-info/*' ! -name '*.so' 2>/dev/null | LC_ALL=C sort | xargs cat 2>/dev/null
    cat "$REPO_ROOT/worker_image/Dockerfile"; base_key) | _hash
 }
 
@@ -162,19 +162,16 @@ image_kubemr() {
     log "image $KUBEMR_IMAGE: building from worker_image/Dockerfile (source $KUBEMR_SRC)"
     local ctx; ctx=$(mktemp -d)
     stage_kubemr_context "$ctx"
-    log "image $KUBEMR_IMAGE: wheelhouse on the host (pip wheel)"
+    log "image $KUBEMR_IMAGE: wheelhouse on the host (pip wheel, with kubemr's C module)"
     python3 -m pip wheel -q --wheel-dir "$ctx/worker_image/wheels" "$ctx" >> "$KUBEMR_LOG_DIR/build.log" 2>&1 \
       || die "pip wheel failed (log: $KUBEMR_LOG_DIR/build.log)"
-    # ... and the build backend (pyproject's build-system.requires) for `pip install /src`
-    local breq
-    breq=$(python3 -c 'import sys, tomllib; print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["build-system"]["requires"]))' "$ctx/pyproject.toml")
-    # shellcheck disable=SC2086
-    python3 -m pip download -q --dest "$ctx/worker_image/wheels" $breq wheel >> "$KUBEMR_LOG_DIR/build.log" 2>&1 \
-      || die "pip download of build requirements failed (log: $KUBEMR_LOG_DIR/build.log)"
+    # The image's Python is Debian bookworm's 3.11: the wheel must be built for it, C module included.
+    compgen -G "$ctx/worker_image/wheels/kubemr-*-cp311-*.whl" >/dev/null \
+      || die "no kubemr wheel for CPython 3.11 with its C module: build with a python3 3.11 that has gcc and its headers (log: $KUBEMR_LOG_DIR/build.log)"
     _ensure_base_loaded
     _dk build -q -f "$ctx/worker_image/Dockerfile" --build-arg "BASE_IMAGE=$BASE_IMAGE" \
       --build-arg "PIP_INSTALL_ARGS=--no-index --find-links /tmp/wheels" \
-      -t "$KUBEMR_IMAGE" "$ctx" >> "$KUBEMR_LOG_DIR/build.log" 2>&1 \
+      --build-arg KUBEMR_PACKAGE=kubemr -t "$KUBEMR_IMAGE" "$ctx" >> "$KUBEMR_LOG_DIR/build.log" 2>&1 \
       || die "docker build of $KUBEMR_IMAGE failed (log: $KUBEMR_LOG_DIR/build.log)"
     rm -rf "$ctx"
     _save "$KUBEMR_IMAGE" "$tar"

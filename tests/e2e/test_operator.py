@@ -286,3 +286,10 @@ def test_helm_lint_is_clean(cluster):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 chart(s) failed" in result.stdout
     assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout
+
+
+def test_the_image_runs_the_compiled_map_buffer(cluster):
+    """The image installs kubemr's wheel built with its C module (kubemr/_tally.c)."""
+    shown = cluster.kubectl("exec", "-n", SYSTEM, "deploy/kubemr-operator", "--", "python3",
+                            "-c", "import kubemr.mapbuffer as m; print(m.Tally, m.COMPILED)")
+    assert shown.stdout.split() == ["<class", "'kubemr._tally.Tally'>", "True"], shown.stdout

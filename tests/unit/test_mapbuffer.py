@@ -1,11 +1,31 @@
-"""The map buffer: counted and listed values come back exact, and its size estimate holds."""
+"""The map buffer: counted and listed values come back exact, and its size estimate holds.
+
+Every test runs with both tallies: the compiled one (kubemr/_tally.c) and the Python one.
+"""
 
 from collections import Counter
 
 import pytest
 
+from kubemr import mapbuffer
 from kubemr.errors import UserCodeError
-from kubemr.mapbuffer import MapBuffer
+from kubemr.mapbuffer import MapBuffer, PyTally
+
+try:
+    from kubemr._tally import Tally as CompiledTally
+except ImportError:
+    CompiledTally = None
+NOT_COMPILED = "kubemr._tally was not compiled (a C compiler and Python's headers are needed)"
+
+
+@pytest.fixture(autouse=True, params=[
+    pytest.param(CompiledTally, id="compiled",
+                 marks=pytest.mark.skipif(CompiledTally is None, reason=NOT_COMPILED)),
+    pytest.param(PyTally, id="python"),
+])
+def tally(request, monkeypatch):
+    monkeypatch.setattr(mapbuffer, "Tally", request.param)
+    return request.param
 
 
 def drained(buffer: MapBuffer) -> Counter:
@@ -40,3 +60,38 @@ def test_counted_and_listed_values_of_one_key_mix():
 def test_an_unhashable_key_inside_a_tuple_is_named():
     with pytest.raises(UserCodeError, match=r"\(1, \[2\]\).*unhashable"):
         MapBuffer().add([((1, [2]), 1)])
+
+
+def test_the_tally_counts_only_batches_whose_values_are_one_object(tally):
+    one = 1
+    counts = tally()
+    assert counts.add([("b", one), ("a", one), ("b", one)], one)
+    assert counts.add([("c", one)], one)
+    for batch in ([("a", one), ("a", True)], [("a", one), ("a", 1.0)], [("a", one), ("a", one, 2)],
+                  [("a", one), "ab"], [("a", one), ("a",)]):
+        assert not counts.add(batch, one), batch  # equal is not enough: True must stay True
+    assert counts.items() == [("b", 2), ("a", 1), ("c", 1)]
+    assert len(counts) == 3
+
+
+def test_a_batch_with_an_equal_but_different_value_is_listed_as_it_is():
+    buffer = MapBuffer()
+    buffer.add([("a", 1), ("a", 1)])
+    buffer.add([("a", 1), ("a", True), ("a", 1.0)])
+    values = [v for _, vs, _ in buffer.drain() for v in vs]
+    assert sorted(map(repr, values)) == ["1", "1", "1", "1.0", "True"]
+
+
+def test_the_tally_counts_keys_of_any_hashable_type(tally):
+    counts = tally()
+    keys = [("k", 1), b"k", 2**70, -1, 0.5, None, frozenset({1}), ("k", 1)]
+    assert counts.add([(k, None) for k in keys], None)
+    assert dict(counts.items()) == Counter(keys)
+    with pytest.raises(TypeError, match="unhashable"):
+        counts.add([([1], None)], None)
+
+
+def test_the_tally_is_compiled_in_this_install():
+    """hack/test.sh installs kubemr with a C compiler: the map buffer uses the compiled tally."""
+    assert CompiledTally is not None, NOT_COMPILED
+    assert mapbuffer.COMPILED
