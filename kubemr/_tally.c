@@ -2,21 +2,101 @@
 
    A word count's mapper emits (word, 1) for every word. The map buffer keeps such pairs as a
    count per key instead of a list of values (kubemr/mapbuffer.py). Tally.add checks that every
-   pair of a batch holds that one value object and counts the batch's keys: one dictionary
-   lookup per pair and a machine-integer increment, where collections.Counter does two lookups
-   and makes a new int object. mapbuffer.py has the same Tally in Python, used when this module
-   was not compiled. */
+   pair of a batch holds that one value object and counts the batch's keys in a hash table of
+   machine-integer counts, where collections.Counter does two dict lookups and makes a new int
+   object per pair. mapbuffer.py has the same Tally in Python, used when this module was not
+   compiled. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+/* An open-addressing table of (hash, key, count) slots, probed linearly: a lookup touches the
+   slot and the stored key, where a dict of positions touches its index, its entry, the key, a
+   position object and a count. A str key is hashed over its characters with a fast hash seeded
+   per process (CPython's own str hash, SipHash, is slower and is cached in str objects that a
+   mapper makes anew for every pair); other keys use their Python hash. */
+
+typedef struct {
+    Py_hash_t hash;
+    PyObject *key; /* NULL: an empty slot */
+    Py_ssize_t count;
+} Slot;
 
 typedef struct {
     PyObject_HEAD
-    PyObject *positions; /* dict: key -> its index in counts, in first-seen order */
-    Py_ssize_t *counts;
+    Slot *slots;
+    size_t mask; /* the number of slots, a power of two, minus one */
     Py_ssize_t size;
-    Py_ssize_t capacity;
+    uint64_t version; /* changes on every insert: user __eq__ may add keys under a lookup */
 } Tally;
+
+#define FIRST_SLOTS 1024
+static uint64_t seed;
+
+static inline uint64_t
+mix(uint64_t x)
+{
+    x ^= x >> 32;
+    x *= 0xd6e8feb86659fd93ULL;
+    x ^= x >> 32;
+    x *= 0xd6e8feb86659fd93ULL;
+    return x ^ (x >> 32);
+}
+
+static Py_hash_t
+str_hash(PyObject *key)
+{
+    const unsigned char *p = PyUnicode_DATA(key);
+    size_t n = (size_t)PyUnicode_GET_LENGTH(key) * PyUnicode_KIND(key);
+    uint64_t h = seed ^ n, word;
+    for (; n >= 8; p += 8, n -= 8) {
+        memcpy(&word, p, 8);
+        h = (h ^ word) * 0x9e3779b97f4a7c15ULL;
+        h ^= h >> 31;
+    }
+    if (n) {
+        word = 0;
+        memcpy(&word, p, n);
+        h = (h ^ word) * 0x9e3779b97f4a7c15ULL;
+    }
+    return (Py_hash_t)mix(h);
+}
+
+static Py_hash_t
+key_hash(PyObject *key)
+{
+    if (PyUnicode_Check(key)) {
+#if PY_VERSION_HEX < 0x030C0000
+        if (PyUnicode_READY(key) < 0)
+            return -1;
+#endif
+        Py_hash_t hash = str_hash(key);
+        return hash == -1 ? -2 : hash;
+    }
+    return PyObject_Hash(key);
+}
+
+/* 1 if equal, 0 if not, -1 on error. Two str compare by their characters: CPython keeps every
+   str in its narrowest kind, so equal strings have equal kinds and bytes. */
+static int
+keys_equal(PyObject *stored, PyObject *key)
+{
+    if (stored == key)
+        return 1;
+    if (PyUnicode_CheckExact(stored) && PyUnicode_CheckExact(key)) {
+        Py_ssize_t length = PyUnicode_GET_LENGTH(key);
+        return PyUnicode_GET_LENGTH(stored) == length
+            && PyUnicode_KIND(stored) == PyUnicode_KIND(key)
+            && memcmp(PyUnicode_DATA(stored), PyUnicode_DATA(key),
+                      length * PyUnicode_KIND(key)) == 0;
+    }
+    Py_INCREF(stored);
+    int equal = PyObject_RichCompareBool(stored, key, Py_EQ);
+    Py_DECREF(stored);
+    return equal;
+}
 
 static PyObject *
 Tally_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
@@ -28,25 +108,35 @@ Tally_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     Tally *self = (Tally *)type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;
-    self->positions = PyDict_New();
-    if (self->positions == NULL) {
+    self->slots = PyMem_Calloc(FIRST_SLOTS, sizeof(Slot));
+    if (self->slots == NULL) {
         Py_DECREF(self);
-        return NULL;
+        return PyErr_NoMemory();
     }
+    self->mask = FIRST_SLOTS - 1;
     return (PyObject *)self;
 }
 
 static int
 Tally_traverse(Tally *self, visitproc visit, void *arg)
 {
-    Py_VISIT(self->positions);
+    for (size_t i = 0; self->slots && i <= self->mask; i++)
+        Py_VISIT(self->slots[i].key);
     return 0;
 }
 
 static int
 Tally_clear(Tally *self)
 {
-    Py_CLEAR(self->positions);
+    Slot *slots = self->slots;
+    size_t mask = self->mask;
+    self->slots = NULL;
+    self->mask = 0;
+    self->size = 0;
+    self->version++;
+    for (size_t i = 0; slots && i <= mask; i++)
+        Py_XDECREF(slots[i].key);
+    PyMem_Free(slots);
     return 0;
 }
 
@@ -55,8 +145,70 @@ Tally_dealloc(Tally *self)
 {
     PyObject_GC_UnTrack(self);
     Tally_clear(self);
-    PyMem_Free(self->counts);
     Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+grow(Tally *self)
+{
+    size_t mask = 2 * (self->mask + 1) - 1;
+    Slot *slots = PyMem_Calloc(mask + 1, sizeof(Slot));
+    if (slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i <= self->mask; i++) {
+        Slot *old = &self->slots[i];
+        if (old->key == NULL)
+            continue;
+        size_t j = (size_t)old->hash & mask;
+        while (slots[j].key != NULL)
+            j = (j + 1) & mask;
+        slots[j] = *old;
+    }
+    PyMem_Free(self->slots);
+    self->slots = slots;
+    self->mask = mask;
+    self->version++;
+    return 0;
+}
+
+static int
+count_key(Tally *self, PyObject *key)
+{
+    if (self->slots == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Tally: cleared");
+        return -1;
+    }
+    Py_hash_t hash = key_hash(key);
+    if (hash == -1)
+        return -1;
+restart:;
+    uint64_t version = self->version;
+    size_t i = (size_t)hash & self->mask;
+    for (;; i = (i + 1) & self->mask) {
+        Slot *slot = &self->slots[i];
+        if (slot->key == NULL)
+            break;
+        if (slot->hash != hash)
+            continue;
+        int equal = keys_equal(slot->key, key);
+        if (equal < 0)
+            return -1;
+        if (self->version != version)
+            goto restart;
+        if (equal) {
+            slot->count++;
+            return 0;
+        }
+    }
+    Py_INCREF(key);
+    self->slots[i] = (Slot){hash, key, 1};
+    self->size++;
+    self->version++;
+    if ((size_t)self->size * 2 > self->mask + 1)
+        return grow(self);
+    return 0;
 }
 
 static int
@@ -69,45 +221,6 @@ all_hold(PyObject *batch, PyObject *value)
             return 0;
     }
     return 1;
-}
-
-static int
-count_new_key(Tally *self, PyObject *key)
-{
-    if (self->size == self->capacity) {
-        Py_ssize_t capacity = self->capacity ? 2 * self->capacity : 1024;
-        Py_ssize_t *counts = PyMem_Realloc(self->counts, capacity * sizeof(Py_ssize_t));
-        if (counts == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        self->counts = counts;
-        self->capacity = capacity;
-    }
-    PyObject *position = PyLong_FromSsize_t(self->size);
-    if (position == NULL)
-        return -1;
-    int failed = PyDict_SetItem(self->positions, key, position);
-    Py_DECREF(position);
-    if (failed)
-        return -1;
-    self->counts[self->size++] = 1;
-    return 0;
-}
-
-static int
-count_key(Tally *self, PyObject *key)
-{
-    PyObject *position = PyDict_GetItemWithError(self->positions, key);
-    if (position == NULL)
-        return PyErr_Occurred() ? -1 : count_new_key(self, key);
-    Py_ssize_t index = PyLong_AsSsize_t(position);
-    if (index < 0 || index >= self->size) {
-        PyErr_SetString(PyExc_RuntimeError, "Tally: a key's position is out of range");
-        return -1;
-    }
-    self->counts[index]++;
-    return 0;
 }
 
 PyDoc_STRVAR(Tally_add_doc,
@@ -138,25 +251,25 @@ Tally_add(Tally *self, PyObject *const *args, Py_ssize_t nargs)
 }
 
 PyDoc_STRVAR(Tally_items_doc,
-"items() -> list of (key, count), in the order the keys were first counted");
+"items() -> list of (key, count), in no particular order");
 
 static PyObject *
 Tally_items(Tally *self, PyObject *unused)
 {
-    PyObject *items = PyList_New(0);
+    PyObject *items = PyList_New(self->size);
     if (items == NULL)
         return NULL;
-    Py_ssize_t pos = 0;
-    PyObject *key, *position;
-    while (PyDict_Next(self->positions, &pos, &key, &position)) {
-        Py_ssize_t index = PyLong_AsSsize_t(position);
-        PyObject *item = Py_BuildValue("(On)", key, self->counts[index]);
-        if (item == NULL || PyList_Append(items, item) < 0) {
-            Py_XDECREF(item);
+    Py_ssize_t n = 0;
+    for (size_t i = 0; self->slots && i <= self->mask && n < self->size; i++) {
+        Slot *slot = &self->slots[i];
+        if (slot->key == NULL)
+            continue;
+        PyObject *item = Py_BuildValue("(On)", slot->key, slot->count);
+        if (item == NULL) {
             Py_DECREF(items);
             return NULL;
         }
-        Py_DECREF(item);
+        PyList_SET_ITEM(items, n++, item);
     }
     return items;
 }
@@ -201,6 +314,11 @@ static struct PyModuleDef tally_module = {
 PyMODINIT_FUNC
 PyInit__tally(void)
 {
+    PyObject *name = PyUnicode_FromString("kubemr._tally");
+    if (name == NULL)
+        return NULL;
+    seed = mix((uint64_t)PyObject_Hash(name)); /* salted per process, as Python's str hash */
+    Py_DECREF(name);
     if (PyType_Ready(&TallyType) < 0)
         return NULL;
     PyObject *module = PyModule_Create(&tally_module);

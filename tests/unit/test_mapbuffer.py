@@ -3,6 +3,9 @@
 Every test runs with both tallies: the compiled one (kubemr/_tally.c) and the Python one.
 """
 
+import gc
+import random
+import weakref
 from collections import Counter
 
 import pytest
@@ -70,7 +73,7 @@ def test_the_tally_counts_only_batches_whose_values_are_one_object(tally):
     for batch in ([("a", one), ("a", True)], [("a", one), ("a", 1.0)], [("a", one), ("a", one, 2)],
                   [("a", one), "ab"], [("a", one), ("a",)]):
         assert not counts.add(batch, one), batch  # equal is not enough: True must stay True
-    assert counts.items() == [("b", 2), ("a", 1), ("c", 1)]
+    assert sorted(counts.items()) == [("a", 1), ("b", 2), ("c", 1)]
     assert len(counts) == 3
 
 
@@ -95,3 +98,85 @@ def test_the_tally_is_compiled_in_this_install():
     """hack/test.sh installs kubemr with a C compiler: the map buffer uses the compiled tally."""
     assert CompiledTally is not None, NOT_COMPILED
     assert mapbuffer.COMPILED
+
+
+def test_the_tally_stays_exact_as_it_grows(tally):
+    rng = random.Random(7)
+    alphabet = "abcdefghij\u00e9\u4e2d\U0001f600"
+    keys = ["".join(rng.choices(alphabet, k=rng.randint(0, 20))) for _ in range(30_000)]
+    keys += list(range(-2_000, 2_000)) + [(k, 1) for k in keys[:2_000]]
+    counts, want = tally(), Counter()
+    for _ in range(50):
+        batch = [(rng.choice(keys), None) for _ in range(4096)]
+        assert counts.add(batch, None)
+        want.update(k for k, _ in batch)
+    assert len(counts) == len(want)
+    assert dict(counts.items()) == want
+
+
+class SameHash:
+    def __init__(self, name, log=None):
+        self.name, self.log = name, log
+
+    def __hash__(self):
+        return 42
+
+    def __eq__(self, other):
+        if self.log is not None:
+            self.log.append(other)
+        return isinstance(other, SameHash) and self.name == other.name
+
+
+def test_the_tally_counts_equal_keys_together_and_colliding_keys_apart(tally):
+    class Name(str):
+        pass
+
+    counts = tally()
+    assert counts.add([(1, 0), (1.0, 0), (True, 0), ("k", 0), (Name("k"), 0)], 0)
+    assert counts.add([(SameHash(i % 50), 0) for i in range(500)], 0)
+    found = dict(counts.items())
+    assert found[1] == 3 and found["k"] == 2
+    assert sorted(k.name for k in found if isinstance(k, SameHash)) == list(range(50))
+    assert {found[k] for k in found if isinstance(k, SameHash)} == {10}
+
+
+def test_a_key_whose_eq_raises_or_counts_more_keys_leaves_the_tally_whole(tally):
+    counts = tally()
+
+    class Raises(SameHash):
+        __hash__ = SameHash.__hash__
+
+        def __eq__(self, other):
+            raise RuntimeError("user __eq__")
+
+    class AddsKeys(SameHash):
+        __hash__ = SameHash.__hash__
+
+        def __eq__(self, other):  # the first call grows the table under the lookup calling it
+            if not self.log:
+                self.log.append(other)
+                counts.add([(f"k{i}", None) for i in range(5_000)], None)
+            return False
+
+    assert counts.add([(SameHash("a"), None)], None)
+    with pytest.raises(RuntimeError, match="user __eq__"):
+        counts.add([(Raises("b"), None)], None)
+    assert counts.add([(AddsKeys("c", log=[]), None)], None)
+    found = dict(counts.items())
+    assert len(found) == 5_002 and set(found.values()) == {1}
+    assert sorted(k.name for k in found if isinstance(k, SameHash)) == ["a", "c"]
+
+
+def test_a_tally_in_a_reference_cycle_is_collected(tally):
+    counts = tally()
+    key = (counts,)
+    assert counts.add([(key, None)], None)
+    if tally is PyTally:
+        alive = weakref.ref(counts)
+        del counts, key
+        gc.collect()
+        assert alive() is None
+    else:  # the compiled Tally has no weak references: the collector must see its keys
+        assert any(r is key for r in gc.get_referents(counts))
+        del counts, key
+        gc.collect()
