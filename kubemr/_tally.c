@@ -75,7 +75,12 @@ key_hash(PyObject *key)
         Py_hash_t hash = str_hash(key);
         return hash == -1 ? -2 : hash;
     }
-    return PyObject_Hash(key);
+    /* Mixed, as a table index takes the low bits: an int's hash is the int itself. */
+    Py_hash_t hash = PyObject_Hash(key);
+    if (hash == -1)
+        return -1;
+    hash = (Py_hash_t)mix((uint64_t)hash);
+    return hash == -1 ? -2 : hash;
 }
 
 /* 1 if equal, 0 if not, -1 on error. Two str compare by their characters: CPython keeps every
@@ -105,16 +110,7 @@ Tally_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_TypeError, "Tally() takes no arguments");
         return NULL;
     }
-    Tally *self = (Tally *)type->tp_alloc(type, 0);
-    if (self == NULL)
-        return NULL;
-    self->slots = PyMem_Calloc(FIRST_SLOTS, sizeof(Slot));
-    if (self->slots == NULL) {
-        Py_DECREF(self);
-        return PyErr_NoMemory();
-    }
-    self->mask = FIRST_SLOTS - 1;
-    return (PyObject *)self;
+    return type->tp_alloc(type, 0); /* the slots come with the first key */
 }
 
 static int
@@ -151,13 +147,13 @@ Tally_dealloc(Tally *self)
 static int
 grow(Tally *self)
 {
-    size_t mask = 2 * (self->mask + 1) - 1;
+    size_t mask = self->slots ? 2 * (self->mask + 1) - 1 : FIRST_SLOTS - 1;
     Slot *slots = PyMem_Calloc(mask + 1, sizeof(Slot));
     if (slots == NULL) {
         PyErr_NoMemory();
         return -1;
     }
-    for (size_t i = 0; i <= self->mask; i++) {
+    for (size_t i = 0; self->slots && i <= self->mask; i++) {
         Slot *old = &self->slots[i];
         if (old->key == NULL)
             continue;
@@ -173,15 +169,13 @@ grow(Tally *self)
     return 0;
 }
 
+/* Count one key; `hash` is its key_hash, or -1 for count_key to work out. */
 static int
-count_key(Tally *self, PyObject *key)
+count_key(Tally *self, PyObject *key, Py_hash_t hash)
 {
-    if (self->slots == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "Tally: cleared");
+    if (hash == -1 && (hash = key_hash(key)) == -1)
         return -1;
-    }
-    Py_hash_t hash = key_hash(key);
-    if (hash == -1)
+    if (self->slots == NULL && grow(self) < 0)
         return -1;
 restart:;
     uint64_t version = self->version;
@@ -211,16 +205,63 @@ restart:;
     return 0;
 }
 
+static inline int
+is_plain_str(PyObject *key)
+{
+#if PY_VERSION_HEX < 0x030C0000
+    return PyUnicode_CheckExact(key) && PyUnicode_IS_READY(key);
+#else
+    return PyUnicode_CheckExact(key);
+#endif
+}
+
+/* 0 unless every item of `batch` is a (key, value) tuple holding `value`; then 2 if every key
+   is a str (hashed with no user code), else 1. */
 static int
 all_hold(PyObject *batch, PyObject *value)
 {
+    int keys_are_str = 1;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(batch); i++) {
         PyObject *pair = PyList_GET_ITEM(batch, i);
         if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2
                 || PyTuple_GET_ITEM(pair, 1) != value)
             return 0;
+        keys_are_str &= is_plain_str(PyTuple_GET_ITEM(pair, 0));
     }
-    return 1;
+    return 1 + keys_are_str;
+}
+
+#define AHEAD 8
+
+static inline Py_hash_t
+hash_ahead(Tally *self, PyObject *batch, Py_ssize_t i)
+{
+    PyObject *key = PyTuple_GET_ITEM(PyList_GET_ITEM(batch, i), 0);
+    Py_hash_t hash = str_hash(key);
+    if (hash == -1)
+        hash = -2;
+    if (self->slots != NULL)
+        __builtin_prefetch(&self->slots[(size_t)hash & self->mask]);
+    return hash;
+}
+
+/* Count a batch of str keys: no user code runs, so the batch cannot change under the loop,
+   and each key's slot is fetched into the cache AHEAD keys before it is looked up. */
+static int
+count_str_keys(Tally *self, PyObject *batch)
+{
+    Py_ssize_t n = PyList_GET_SIZE(batch);
+    Py_hash_t hashes[AHEAD];
+    for (Py_ssize_t i = 0; i < AHEAD && i < n; i++)
+        hashes[i] = hash_ahead(self, batch, i);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_hash_t hash = hashes[i % AHEAD];
+        if (i + AHEAD < n)
+            hashes[i % AHEAD] = hash_ahead(self, batch, i + AHEAD);
+        if (count_key(self, PyTuple_GET_ITEM(PyList_GET_ITEM(batch, i), 0), hash) < 0)
+            return -1;
+    }
+    return 0;
 }
 
 PyDoc_STRVAR(Tally_add_doc,
@@ -236,13 +277,19 @@ Tally_add(Tally *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *batch = args[0], *value = args[1];
-    if (!all_hold(batch, value))
+    int holds = all_hold(batch, value);
+    if (holds == 0)
         Py_RETURN_FALSE;
+    if (holds == 2) {
+        if (count_str_keys(self, batch) < 0)
+            return NULL;
+        Py_RETURN_TRUE;
+    }
     /* A key's __hash__ or __eq__ is user code: hold each pair while counting it. */
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(batch); i++) {
         PyObject *pair = PyList_GET_ITEM(batch, i);
         Py_INCREF(pair);
-        int failed = count_key(self, PyTuple_GET_ITEM(pair, 0));
+        int failed = count_key(self, PyTuple_GET_ITEM(pair, 0), -1);
         Py_DECREF(pair);
         if (failed)
             return NULL;

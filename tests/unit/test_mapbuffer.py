@@ -180,3 +180,11 @@ def test_a_tally_in_a_reference_cycle_is_collected(tally):
         assert any(r is key for r in gc.get_referents(counts))
         del counts, key
         gc.collect()
+
+
+def test_int_keys_that_share_their_low_bits_are_counted_exactly(tally):
+    counts = tally()
+    keys = [i << 20 for i in range(20_000)]  # one long probe chain, were hashes not mixed
+    assert counts.add([(k, None) for k in keys], None)
+    assert counts.add([(k, None) for k in keys], None)
+    assert dict(counts.items()) == dict.fromkeys(keys, 2)
