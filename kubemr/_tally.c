@@ -45,6 +45,14 @@ mix(uint64_t x)
     return x ^ (x >> 32);
 }
 
+/* A mixed hash, never -1 (the error value of Python's hashes). */
+static inline Py_hash_t
+as_hash(uint64_t x)
+{
+    Py_hash_t hash = (Py_hash_t)mix(x);
+    return hash == -1 ? -2 : hash;
+}
+
 static Py_hash_t
 str_hash(PyObject *key)
 {
@@ -61,7 +69,7 @@ str_hash(PyObject *key)
         memcpy(&word, p, n);
         h = (h ^ word) * 0x9e3779b97f4a7c15ULL;
     }
-    return (Py_hash_t)mix(h);
+    return as_hash(h);
 }
 
 static Py_hash_t
@@ -72,15 +80,11 @@ key_hash(PyObject *key)
         if (PyUnicode_READY(key) < 0)
             return -1;
 #endif
-        Py_hash_t hash = str_hash(key);
-        return hash == -1 ? -2 : hash;
+        return str_hash(key);
     }
     /* Mixed, as a table index takes the low bits: an int's hash is the int itself. */
     Py_hash_t hash = PyObject_Hash(key);
-    if (hash == -1)
-        return -1;
-    hash = (Py_hash_t)mix((uint64_t)hash);
-    return hash == -1 ? -2 : hash;
+    return hash == -1 ? -1 : as_hash((uint64_t)hash);
 }
 
 /* 1 if equal, 0 if not, -1 on error. Two str compare by their characters: CPython keeps every
@@ -238,8 +242,6 @@ hash_ahead(Tally *self, PyObject *batch, Py_ssize_t i)
 {
     PyObject *key = PyTuple_GET_ITEM(PyList_GET_ITEM(batch, i), 0);
     Py_hash_t hash = str_hash(key);
-    if (hash == -1)
-        hash = -2;
     if (self->slots != NULL)
         __builtin_prefetch(&self->slots[(size_t)hash & self->mask]);
     return hash;
