@@ -108,10 +108,19 @@ def output_counts(bucket: str) -> Counter:
     return counts
 
 
-def attempts_by_task(cluster, namespace: str, name: str) -> Counter:
+def attempts_by_task(cluster, namespace: str, name: str) -> dict:
+    """Each task's last attempt number, from its pods' labels.
+
+    Not a count of pods: the operator deletes an attempt's pod that still shows Running when
+    it starts the next attempt (a killed container can precede its pod's phase).
+    """
     pods = cluster.get_json("pods", "-n", namespace, "-l", f"kubemr.io/job={name}")["items"]
-    return Counter((p["metadata"]["labels"]["kubemr.io/task-type"],
-                    p["metadata"]["labels"]["kubemr.io/task-index"]) for p in pods)
+    attempts: dict = {}
+    for pod in pods:
+        labels = pod["metadata"]["labels"]
+        task = (labels["kubemr.io/task-type"], labels["kubemr.io/task-index"])
+        attempts[task] = max(attempts.get(task, 0), int(labels["kubemr.io/attempt"]))
+    return attempts
 
 
 def new_bucket() -> str:
