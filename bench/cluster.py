@@ -93,7 +93,7 @@ def bare_pod_seconds() -> float:
                                 "name": "task",
                                 "image": IMAGE,
                                 "imagePullPolicy": "IfNotPresent",
-                                "command": ["python", "-c", "import kubemr.worker"],
+                                "command": ["python", "-c", "import kubemr.runtime.worker"],
                             }
                         ],
                     },
@@ -162,8 +162,8 @@ def overhead(runs: int) -> None:
 def throughput(size_mib: int) -> None:
     from corpus import corpus
 
-    from kubemr.manifest import parse_manifest
-    from kubemr.runner import run_local
+    from kubemr.runtime.local import run_local
+    from kubemr.spec.manifest import parse_manifest
     from kubemr.storage import store_for
 
     folder = corpus(size_mib << 20)

@@ -55,8 +55,8 @@ def digest(counts: dict[str, int]) -> str:
 
 
 def run_engine(folder: str, buffer: int, combiner: bool) -> tuple[float, str]:
-    from kubemr.manifest import parse_manifest
-    from kubemr.runner import run_local
+    from kubemr.runtime.local import run_local
+    from kubemr.spec.manifest import parse_manifest
 
     with tempfile.TemporaryDirectory(prefix="kubemr-bench-") as out:
         spec = {"input": {"uri": folder + "/", "format": "text", "splitSize": 64 << 20},

@@ -2,15 +2,16 @@
 
 import importlib
 
-from kubemr.counters import increment_counter
+from kubemr.engine.counters import increment_counter
 from kubemr.errors import JobFailed, KubemrError, ManifestError, StorageError, UserCodeError
 
 # Imported on first use, so that a task process starts without the SDK, YAML and the runner.
 _LAZY = {
-    "JobSpec": "kubemr.manifest", "load_manifest": "kubemr.manifest",
-    "parse_manifest": "kubemr.manifest", "JobResult": "kubemr.runner",
-    "run_local": "kubemr.runner", "Pipeline": "kubemr.sdk", "Step": "kubemr.sdk",
-    "read_output": "kubemr.sdk", "submit": "kubemr.sdk",
+    "JobSpec": "kubemr.spec.manifest", "load_manifest": "kubemr.spec.manifest",
+    "parse_manifest": "kubemr.spec.manifest", "JobResult": "kubemr.runtime.local",
+    "run_local": "kubemr.runtime.local", "Pipeline": "kubemr.client.sdk",
+    "Step": "kubemr.client.sdk",
+    "read_output": "kubemr.client.sdk", "submit": "kubemr.client.sdk",
 }
 
 __all__ = [

@@ -1,5 +1,5 @@
 import sys
 
-from kubemr.cli import main
+from kubemr.client.cli import main
 
 sys.exit(main())

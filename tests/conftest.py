@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from kubemr.manifest import parse_manifest
+from kubemr.spec.manifest import parse_manifest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -93,7 +93,7 @@ def build_task_pod(*, job: dict, task: dict, settings: Settings, data_node: str 
             "name": "task",
             "image": spec.get("image") or settings.image,
             "imagePullPolicy": settings.image_pull_policy,
-            "command": ["python", "-m", "kubemr.worker"],
+            "command": ["python", "-m", "kubemr.runtime.worker"],
             "env": env,
             "resources": spec.get("resources") or {},
             "terminationMessagePolicy": "FallbackToLogsOnError",

@@ -14,10 +14,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from kubemr import commit
-from kubemr import counters as counter_math
+from kubemr.engine import commit
+from kubemr.engine import counters as counter_math
+from kubemr.engine.plan import plan_splits
 from kubemr.errors import KubemrError, StorageError
-from kubemr.splits import plan_splits
 from kubemr.storage import join, split_uri, store_for
 from kubemr_operator import failures
 from kubemr_operator.config import Settings

@@ -298,7 +298,7 @@ def test_helm_lint_is_clean(cluster):
 
 
 def test_the_image_runs_the_compiled_map_buffer(cluster):
-    """The image installs kubemr's wheel built with its C module (kubemr/_tally.c)."""
+    """The image installs kubemr's wheel built with its C module (kubemr/engine/_tally.c)."""
     shown = cluster.kubectl("exec", "-n", SYSTEM, "deploy/kubemr-operator", "--", "python3",
-                            "-c", "import kubemr.mapbuffer as m; print(m.Tally, m.COMPILED)")
-    assert shown.stdout.split() == ["<class", "'kubemr._tally.Tally'>", "True"], shown.stdout
+                            "-c", "import kubemr.engine.mapbuffer as m; print(m.Tally, m.COMPILED)")
+    assert shown.stdout.split() == ["<class", "'kubemr.engine._tally.Tally'>", "True"], shown.stdout

@@ -13,7 +13,7 @@ import textwrap
 import pytest
 
 import kubemr
-from kubemr.sdk import Pipeline, Step, bundle_functions
+from kubemr.client.sdk import Pipeline, Step, bundle_functions
 from kubemr.storage import store_for
 from tests.e2e.test_operator import (
     SECRET,
@@ -173,12 +173,13 @@ def test_an_output_holding_a_committed_job_is_refused_before_submitting(cluster,
 
 
 def test_a_cluster_without_the_crd_is_named(monkeypatch):
-    import kubemr.cluster
+    import kubemr.client.cluster
     from kubemr.errors import KubemrError
 
-    monkeypatch.setattr(kubemr.cluster, "GROUP", "absent.kubemr.io")  # a group never installed
+    # a group never installed
+    monkeypatch.setattr(kubemr.client.cluster, "GROUP", "absent.kubemr.io")
     with pytest.raises(KubemrError, match="the MapReduceJob CRD is not installed") as raised:
-        kubemr.cluster.Cluster().list_jobs("default")
+        kubemr.client.cluster.Cluster().list_jobs("default")
     assert "helm install kubemr charts/kubemr" in str(raised.value)
 
 

@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from kubemr.errors import StorageError
-from kubemr.runner import run_local
+from kubemr.runtime.local import run_local
 from kubemr.storage import store_for
 from tests.conftest import make_job
 

@@ -5,12 +5,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from kubemr.engine.maptask import MapTask
+from kubemr.engine.plan import plan_splits
+from kubemr.engine.reducetask import ReduceTask
+from kubemr.engine.sortedruns import read_run
+from kubemr.engine.usercode import UserFunctions
 from kubemr.errors import UserCodeError
-from kubemr.maptask import MapTask
-from kubemr.reducetask import ReduceTask
-from kubemr.runs import read_run
-from kubemr.splits import plan_splits
-from kubemr.usercode import UserFunctions
 
 WORDS = "the quick brown fox jumps over the lazy dog and the cat".split()
 
@@ -80,7 +80,7 @@ def test_combiner_zero_one_or_many_times_gives_the_same_result(tmp_path, map_fn,
 
 
 def test_tiny_buffer_spills_many_times_and_memory_estimate_is_used(tmp_path, monkeypatch):
-    import kubemr.maptask as maptask
+    import kubemr.engine.maptask as maptask
 
     monkeypatch.setattr(maptask, "PULL", 64)
     path = corpus(tmp_path)
@@ -97,7 +97,7 @@ def test_tiny_buffer_spills_many_times_and_memory_estimate_is_used(tmp_path, mon
 
 
 def test_values_all_one_object_are_counted_not_buffered(tmp_path, monkeypatch):
-    import kubemr.maptask as maptask
+    import kubemr.engine.maptask as maptask
 
     monkeypatch.setattr(maptask, "PULL", 64)
     path = corpus(tmp_path, lines=20_000)
@@ -113,7 +113,7 @@ def test_values_all_one_object_are_counted_not_buffered(tmp_path, monkeypatch):
 
 
 def test_a_counted_key_is_written_in_bounded_groups(tmp_path):
-    from kubemr.runs import BATCH_VALUES
+    from kubemr.engine.sortedruns import BATCH_VALUES
 
     path = tmp_path / "one-key.txt"
     path.write_text("x\n" * 100_000)
@@ -224,7 +224,7 @@ def test_a_bad_pair_after_the_first_batch_is_still_named(tmp_path):
 def test_runs_read_back_exactly_when_batches_repeat_objects(tmp_path):
     import io
 
-    from kubemr.runs import RunWriter, read_run
+    from kubemr.engine.sortedruns import RunWriter, read_run
 
     shared = "a"
     buf = io.BytesIO()

@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from kubemr.manifest import load_manifest
-from kubemr.runner import run_local
+from kubemr.runtime.local import run_local
+from kubemr.spec.manifest import load_manifest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -18,7 +18,7 @@ def test_import_operator_from_the_repo_root_is_the_standard_library():
 
 def test_crd_copies_are_identical():
     source = os.path.join(REPO, "crds", "mapreducejob.yaml")
-    copies = [os.path.join(REPO, "kubemr", "crd", "mapreducejob.yaml"),
+    copies = [os.path.join(REPO, "kubemr", "spec", "crd", "mapreducejob.yaml"),
               os.path.join(REPO, "charts", "kubemr", "crds", "mapreducejob.yaml")]
     for copy in copies:
         assert filecmp.cmp(source, copy, shallow=False), f"{copy} differs from {source}"

@@ -6,9 +6,9 @@ import textwrap
 
 import pytest
 
+from kubemr.engine.usercode import load_functions
 from kubemr.errors import ManifestError, UserCodeError
-from kubemr.manifest import parse_manifest
-from kubemr.usercode import load_functions
+from kubemr.spec.manifest import parse_manifest
 
 GOOD = {
     "apiVersion": "kubemr.io/v1alpha1",

@@ -1,6 +1,6 @@
 """The map buffer: counted and listed values come back exact, and its size estimate holds.
 
-Every test runs with both tallies: the compiled one (kubemr/_tally.c) and the Python one.
+Every test runs with both tallies: the compiled one (kubemr/engine/_tally.c) and the Python one.
 """
 
 import gc
@@ -10,15 +10,16 @@ from collections import Counter
 
 import pytest
 
-from kubemr import mapbuffer
+from kubemr.engine import mapbuffer
+from kubemr.engine.mapbuffer import MapBuffer, PyTally
 from kubemr.errors import UserCodeError
-from kubemr.mapbuffer import MapBuffer, PyTally
 
 try:
-    from kubemr._tally import Tally as CompiledTally
+    from kubemr.engine._tally import Tally as CompiledTally
 except ImportError:
     CompiledTally = None
-NOT_COMPILED = "kubemr._tally was not compiled (a C compiler and Python's headers are needed)"
+NOT_COMPILED = ("kubemr.engine._tally was not compiled (a C compiler and Python's headers are "
+                "needed)")
 
 
 @pytest.fixture(autouse=True, params=[

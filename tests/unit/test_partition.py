@@ -4,12 +4,12 @@ import sys
 
 import pytest
 
+from kubemr.engine.partition import default_partition, key_bytes
 from kubemr.errors import UserCodeError
-from kubemr.partition import default_partition, key_bytes
 
 KEYS = ["apple", "ü", "", "日本", 0, 1, -7, 2**70, 3.5, b"raw", None, ("a", 1), ("a", ("b", 2.5))]
 SCRIPT = (
-    "from kubemr.partition import default_partition;"
+    "from kubemr.engine.partition import default_partition;"
     f"print([default_partition(k, 7) for k in {KEYS!r}])"
 )
 

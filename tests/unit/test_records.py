@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from kubemr.records import InputReader, jsonl_line
-from kubemr.splits import Split, plan_splits
+from kubemr.engine.formats import InputReader, jsonl_line
+from kubemr.engine.plan import Split, plan_splits
 
 CONTENT = b"alpha\n\nbeta gamma\r\ndelta\n\n\nepsilon zeta\nlast line without newline"
 

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from kubemr.errors import JobFailed
-from kubemr.runner import run_local
+from kubemr.runtime.local import run_local
 from tests.conftest import make_job, read_output
 
 WORDCOUNT = """

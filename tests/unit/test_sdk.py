@@ -10,8 +10,8 @@ from collections import Counter
 import pytest
 
 import kubemr
+from kubemr.client.sdk import Pipeline, Step, bundle_functions
 from kubemr.errors import JobFailed
-from kubemr.sdk import Pipeline, Step, bundle_functions
 
 
 @pytest.fixture

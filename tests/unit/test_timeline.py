@@ -2,8 +2,8 @@
 
 import xml.etree.ElementTree as ET
 
-from kubemr.cluster import TaskAttempt
-from kubemr.timeline import render_html, render_svg
+from kubemr.client.cluster import TaskAttempt
+from kubemr.client.timeline import render_html, render_svg
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 
-from kubemr.cluster import TaskAttempt
+from kubemr.client.cluster import TaskAttempt
 
 COLORS = {"map": "#4c78a8", "reduce": "#f58518", "failed": "#e45756"}
 

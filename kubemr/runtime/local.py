@@ -1,6 +1,6 @@
 """The local runner: a whole job on this machine, each task attempt in its own worker process.
 
-It runs the same task code as the pods (`python -m kubemr.worker`), serializes every
+It runs the same task code as the pods (`python -m kubemr.runtime.worker`), serializes every
 intermediate record, uses the real partitioner and combiner, and retries a failed attempt up to
 maxAttempts, so that user code that works here works on the cluster.
 """
@@ -20,12 +20,12 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from kubemr import commit
+from kubemr.engine import commit
+from kubemr.engine.plan import plan_splits
+from kubemr.engine.usercode import load_functions, load_pickled
 from kubemr.errors import JobFailed
-from kubemr.manifest import JobSpec
-from kubemr.splits import plan_splits
+from kubemr.spec.manifest import JobSpec
 from kubemr.storage import join, normalize_uri, store_for
-from kubemr.usercode import load_functions, load_pickled
 
 POLL_SECONDS = 0.01
 
@@ -97,7 +97,7 @@ class _WorkerPool:
             json.dump(task, f)
         with open(log_file, "wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "kubemr.worker", task_file, "--result", result_file],
+                [sys.executable, "-m", "kubemr.runtime.worker", task_file, "--result", result_file],
                 env=self._env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 preexec_fn=self._limit_memory if self.memory_limit else None,
             )

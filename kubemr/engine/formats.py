@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from itertools import accumulate, chain
 from typing import BinaryIO
 
+from kubemr.engine.plan import Split
 from kubemr.errors import UserCodeError
-from kubemr.splits import Split
 from kubemr.storage import StreamWrapper, store_for
 
 BLOCK = 1 << 18  # a block's lines, offsets and texts are held at once

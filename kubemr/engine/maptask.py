@@ -1,7 +1,8 @@
 """The map side: split -> mapper -> bounded buffer -> sort + combine -> spills -> merged output.
 
 The mapper's pairs are pulled with itertools a batch at a time into the buffer
-(kubemr.mapbuffer); Python-level work happens once per batch, and once per distinct key per spill.
+(kubemr.engine.mapbuffer); Python-level work happens once per batch, and once per distinct key
+per spill.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, islice, starmap
 from operator import itemgetter
 
-from kubemr import mapbuffer
+from kubemr.engine import mapbuffer
+from kubemr.engine.formats import InputReader
+from kubemr.engine.mapbuffer import MapBuffer, check_pairs
+from kubemr.engine.partition import checked_partition, default_partition
+from kubemr.engine.plan import Split
+from kubemr.engine.sortedruns import BATCH_VALUES, RunWriter, merge_runs, read_run
+from kubemr.engine.usercode import UserFunctions
 from kubemr.errors import UserCodeError
-from kubemr.mapbuffer import MapBuffer, check_pairs
-from kubemr.partition import checked_partition, default_partition
-from kubemr.records import InputReader
-from kubemr.runs import BATCH_VALUES, RunWriter, merge_runs, read_run
-from kubemr.splits import Split
-from kubemr.usercode import UserFunctions
 
 PULL = 4096
 first = itemgetter(0)
@@ -89,7 +90,7 @@ class MapTask:
                        output_path: str) -> list[tuple[int, int, int]]:
         buffer = MapBuffer(count_repeats=self.fn.partitioner is None)
         if not mapbuffer.COMPILED:
-            print("kubemr: kubemr._tally is not compiled: map output is counted in Python, "
+            print("kubemr: kubemr.engine._tally is not compiled: map output is counted in Python, "
                   "more slowly", file=sys.stderr)
         while True:
             batch = list(islice(outputs, PULL))

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from kubemr.errors import JobFailed, KubemrError
-from kubemr.manifest import API_VERSION, KIND, parse_manifest
+from kubemr.spec.manifest import API_VERSION, KIND, parse_manifest
 from kubemr.storage import join, normalize_uri, store_for
 
 ROLES = ("mapper", "reducer", "combiner", "partitioner")
@@ -222,7 +222,7 @@ def submit(mapper: Callable, reducer: Callable | None = None, *, input: str | li
     if local:
         import tempfile
 
-        from kubemr.runner import run_local
+        from kubemr.runtime.local import run_local
 
         folder = tempfile.mkdtemp(prefix="kubemr-code-")
         uri = "file://" + os.path.join(folder, "functions.pkl")
@@ -231,14 +231,14 @@ def submit(mapper: Callable, reducer: Callable | None = None, *, input: str | li
                              output_format, overwrite, reducers, spec)
         result = run_local(parse_manifest(manifest), workers=workers)
         return LocalJob(name, output, output_format, result)
-    from kubemr.cluster import Cluster
+    from kubemr.client.cluster import Cluster
 
     cluster = Cluster()
     base = code_uri or os.environ.get("KUBEMR_CODE_URI") or DEFAULT_CODE_URI
     uri = join(base, namespace, f"{name}-{uuid.uuid4().hex[:8]}.pkl")
     manifest = _manifest(name, namespace, functions, uri, input, output, input_format,
                          output_format, overwrite, reducers, spec)
-    from kubemr.commit import check_output
+    from kubemr.engine.commit import check_output
 
     check_output(parse_manifest(manifest).spec)
     store_for(uri).write_bytes(uri, bundle)

@@ -1,6 +1,6 @@
 """The MapReduceJob manifest: parse, validate against the CRD schema, apply defaults.
 
-The schema is the CRD's (crds/mapreducejob.yaml, shipped in kubemr/crd/), so the local runner
+The schema is the CRD's (crds/mapreducejob.yaml, shipped in kubemr/spec/crd/), so the local runner
 refuses what the API server refuses, with a message naming the field.
 """
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 
-from kubemr import counters as counter_math
+from kubemr.engine import counters as counter_math
 from kubemr.errors import StorageError
 from kubemr.storage import join, normalize_uri, store_for
 

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 
 from kubemr.errors import KubemrError
-from kubemr.manifest import API_VERSION
+from kubemr.spec.manifest import API_VERSION
 
 GROUP, VERSION, PLURAL = "kubemr.io", "v1alpha1", "mapreducejobs"
 

@@ -14,8 +14,8 @@ EXIT_BAD_INPUT = 2
 
 
 def _run(args: argparse.Namespace) -> int:
-    from kubemr.manifest import load_manifest
-    from kubemr.runner import run_local
+    from kubemr.runtime.local import run_local
+    from kubemr.spec.manifest import load_manifest
 
     job = load_manifest(args.manifest)
     if not args.local:
@@ -39,7 +39,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from kubemr.manifest import load_manifest
+    from kubemr.spec.manifest import load_manifest
 
     job = load_manifest(args.manifest)
     print(f"{args.manifest}: MapReduceJob {job.name} is valid")
@@ -47,7 +47,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _cluster():
-    from kubemr.cluster import Cluster
+    from kubemr.client.cluster import Cluster
 
     return Cluster()
 
@@ -57,7 +57,7 @@ def _print(args: argparse.Namespace, data, text: str) -> None:
 
 
 def _wait(args: argparse.Namespace, namespace: str, name: str) -> int:
-    from kubemr.sdk import Job
+    from kubemr.client.sdk import Job
 
     job = Job(name, namespace, _cluster())
     job.wait(timeout=args.timeout, progress=sys.stderr.isatty() or args.progress)
@@ -67,8 +67,8 @@ def _wait(args: argparse.Namespace, namespace: str, name: str) -> int:
 
 def _submit_class(args: argparse.Namespace) -> int:
     """Submit a Python job class: a Pipeline subclass, or a class with mapper/reducer methods."""
-    from kubemr.sdk import Pipeline, Step, submit
-    from kubemr.usercode import UserCodeError, _import_path
+    from kubemr.client.sdk import Pipeline, Step, submit
+    from kubemr.engine.usercode import UserCodeError, _import_path
 
     cls = _import_path("mapper", args.manifest)
     if not isinstance(cls, type):
@@ -97,7 +97,7 @@ def _submit_class(args: argparse.Namespace) -> int:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from kubemr.manifest import load_manifest
+    from kubemr.spec.manifest import load_manifest
 
     if not args.manifest.endswith((".yaml", ".yml", ".json")) and ":" in args.manifest:
         return _submit_class(args)
@@ -156,14 +156,14 @@ def _describe(args: argparse.Namespace) -> int:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    from kubemr.sdk import Job
+    from kubemr.client.sdk import Job
 
     print(Job(args.job, args.namespace or "default", _cluster()).logs(args.task), end="")
     return 0
 
 
 def _cat(args: argparse.Namespace) -> int:
-    from kubemr.sdk import read_output
+    from kubemr.client.sdk import read_output
 
     job = _cluster().get_job(args.namespace or "default", args.job)
     output = job["spec"]["output"]
@@ -182,7 +182,7 @@ def _delete(args: argparse.Namespace) -> int:
 def _timeline(args: argparse.Namespace) -> int:
     import time
 
-    from kubemr.timeline import render_html, render_svg
+    from kubemr.client.timeline import render_html, render_svg
 
     renderers = {".html": render_html, ".htm": render_html, ".svg": render_svg}
     render = renderers.get(os.path.splitext(args.file)[1].lower())

@@ -1,4 +1,4 @@
-"""The task entrypoint: `python -m kubemr.worker TASK.json` or `KUBEMR_TASK='{...}'`.
+"""The task entrypoint: `python -m kubemr.runtime.worker TASK.json` or `KUBEMR_TASK='{...}'`.
 
 Runs one task attempt and commits it. On failure it exits non-zero and puts the error (the last
 lines of the user's traceback) in the result file and the pod's termination message.
@@ -43,7 +43,7 @@ def _start_heartbeat(task: dict) -> None:
         return
     import threading
 
-    from kubemr.commit import alive_uri
+    from kubemr.engine.commit import alive_uri
     from kubemr.storage import store_for
 
     uri = alive_uri(task["work"], task["type"], task["index"], task["attempt"])
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("task", nargs="?", help="task JSON file (default: $KUBEMR_TASK)")
     parser.add_argument("--result", help="write the outcome here as JSON")
     args = parser.parse_args(argv)
-    from kubemr.task import run_task
+    from kubemr.runtime.attempt import run_task
 
     _raise_open_file_limit()
     if args.task:

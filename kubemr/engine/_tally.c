@@ -1,4 +1,4 @@
-/* kubemr._tally: the map buffer's count of keys whose values are all one object.
+/* kubemr.engine._tally: the map buffer's count of keys whose values are all one object.
 
    A word count's mapper emits (word, 1) for every word. The map buffer keeps such pairs as a
    count per key instead of a list of values (kubemr/mapbuffer.py). Tally.add checks that every
@@ -341,7 +341,7 @@ static PySequenceMethods Tally_as_sequence = {
 
 static PyTypeObject TallyType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "kubemr._tally.Tally",
+    .tp_name = "kubemr.engine._tally.Tally",
     .tp_doc = PyDoc_STR("Counts of the keys of batches whose pairs all hold one value object."),
     .tp_basicsize = sizeof(Tally),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
@@ -355,7 +355,7 @@ static PyTypeObject TallyType = {
 
 static struct PyModuleDef tally_module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "kubemr._tally",
+    .m_name = "kubemr.engine._tally",
     .m_doc = "The map buffer's count of keys whose values are all one object.",
     .m_size = -1,
 };
@@ -363,7 +363,7 @@ static struct PyModuleDef tally_module = {
 PyMODINIT_FUNC
 PyInit__tally(void)
 {
-    PyObject *name = PyUnicode_FromString("kubemr._tally");
+    PyObject *name = PyUnicode_FromString("kubemr.engine._tally");
     if (name == NULL)
         return NULL;
     seed = mix((uint64_t)PyObject_Hash(name)); /* salted per process, as Python's str hash */

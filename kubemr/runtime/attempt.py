@@ -14,14 +14,14 @@ import socket
 import tempfile
 import time
 
-from kubemr import commit
-from kubemr.counters import BUILTIN_GROUP, USER_GROUP, take_user_counters
+from kubemr.engine import commit
+from kubemr.engine.counters import BUILTIN_GROUP, USER_GROUP, take_user_counters
+from kubemr.engine.maptask import MapTask
+from kubemr.engine.plan import Split
+from kubemr.engine.reducetask import ReduceTask
+from kubemr.engine.usercode import load_functions, load_pickled
 from kubemr.errors import StorageError
-from kubemr.maptask import MapTask
-from kubemr.reducetask import ReduceTask
-from kubemr.splits import Split
 from kubemr.storage import split_uri, store_for
-from kubemr.usercode import load_functions, load_pickled
 
 
 def run_task(task: dict) -> dict:

@@ -1,7 +1,7 @@
 """The map output buffer: the mapper's pairs grouped by key, with an estimate of their size.
 
 A batch whose values are all one object (word count's 1s, a distinct's None) is counted per
-key instead of listed (by kubemr/_tally.c where it is compiled) and costs no memory per pair;
+key instead of listed (by kubemr/engine/_tally.c where it is compiled) and costs no memory per pair;
 its values come back as that object repeated. Other batches are listed per key. A key's values
 come back in no particular order: MapReduce promises none. Counting is off for jobs with a
 custom partitioner, which must see every value one by one.
@@ -15,8 +15,8 @@ from collections.abc import Iterable, Iterator
 from itertools import chain, repeat
 from operator import is_, itemgetter
 
+from kubemr.engine.sortedruns import sort_keys
 from kubemr.errors import UserCodeError
-from kubemr.runs import sort_keys
 
 VALUE_SLOT = 9
 GROUP_OVERHEAD = 120
@@ -27,7 +27,8 @@ first, second = itemgetter(0), itemgetter(1)
 class PyTally:
     """Counts of the keys of batches whose pairs all hold one value object.
 
-    The Python form of kubemr._tally.Tally (kubemr/_tally.c), used where it was not compiled.
+    The Python form of kubemr.engine._tally.Tally (kubemr/engine/_tally.c), used where it was
+    not compiled.
     """
 
     def __init__(self) -> None:
@@ -48,7 +49,7 @@ class PyTally:
 
 
 try:
-    from kubemr._tally import Tally
+    from kubemr.engine._tally import Tally
 except ImportError:  # installed without a C compiler
     Tally = PyTally
 COMPILED = Tally is not PyTally

@@ -8,11 +8,11 @@ import shutil
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
+from kubemr.engine.formats import OUTPUT_FORMATS
+from kubemr.engine.sortedruns import merge_runs, read_run
+from kubemr.engine.usercode import UserFunctions
 from kubemr.errors import UserCodeError
-from kubemr.records import OUTPUT_FORMATS
-from kubemr.runs import merge_runs, read_run
 from kubemr.storage import store_for
-from kubemr.usercode import UserFunctions
 
 FETCH_THREADS = 4
 

@@ -1,0 +1,1 @@
+"""What users call: the SDK, the CLI, cluster access and the timeline."""

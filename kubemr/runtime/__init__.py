@@ -1,0 +1,1 @@
+"""Running task attempts: the worker entrypoint, one attempt, and the local executor."""

@@ -1,0 +1,1 @@
+"""The job manifest: its schema (the CRD), its names and labels."""
