@@ -17,5 +17,17 @@ class StorageError(KubemrError):
     """Input is missing, output is in the way, or the object store refused a request."""
 
 
+class StorageUnavailable(StorageError):
+    """The object store could not be reached or answered with a server error: try later."""
+
+
 class JobFailed(KubemrError):
     """A task failed on every attempt, so the job failed and committed nothing."""
+
+
+class MapOutputLost(StorageError):
+    """A reduce task cannot read committed map outputs: those maps must run again."""
+
+    def __init__(self, message: str, lost: list[tuple[int, int]]):
+        super().__init__(message)
+        self.lost = lost  # (map index, attempt) of each output that is gone

@@ -6,9 +6,7 @@ import json
 from dataclasses import dataclass
 
 from kubemr.errors import KubemrError
-from kubemr.spec.manifest import API_VERSION
-
-GROUP, VERSION, PLURAL = "kubemr.io", "v1alpha1", "mapreducejobs"
+from kubemr.spec.names import API_VERSION, GROUP, PLURAL, VERSION
 
 
 @dataclass

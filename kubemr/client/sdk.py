@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from kubemr.errors import JobFailed, KubemrError
-from kubemr.spec.manifest import API_VERSION, KIND, parse_manifest
+from kubemr.spec.manifest import parse_manifest
+from kubemr.spec.names import API_VERSION, KIND
 from kubemr.storage import join, normalize_uri, store_for
 
 ROLES = ("mapper", "reducer", "combiner", "partitioner")

@@ -4,6 +4,9 @@
     {work}/map-00003/COMMIT          JSON naming the committed attempt, its data and run index
     {work}/reduce-00001/attempt-1    the output part written by reduce task 1, attempt 1
     {work}/reduce-00001/COMMIT       JSON naming the committed attempt and its part
+    {work}/map-00003/attempt-2.started   written before the attempt is launched
+    {work}/map-00003/attempt-2.alive     rewritten while the attempt makes progress
+    {work}/map-00003/attempt-2.failed    the scheduler's record of why the attempt failed
 
 A COMMIT is one small object written last, so an attempt is committed or it is not; an attempt
 that dies before it leaves only attempt-private data. Two attempts of one task that both commit
@@ -42,9 +45,38 @@ def alive_uri(work: str, task_type: str, index: int, attempt: int) -> str:
     return join(task_dir(work, task_type, index), f"attempt-{attempt}.alive")
 
 
-def lost_uri(work: str, task_type: str, index: int, attempt: int) -> str:
-    """Written by the operator when a committed map output is lost: the attempt must run again."""
-    return join(task_dir(work, task_type, index), f"attempt-{attempt}.lost")
+def failed_uri(work: str, task_type: str, index: int, attempt: int) -> str:
+    """Written by the operator once it has seen an attempt fail: JSON with the failure class,
+    message, node and time, so the attempt counts the same after its pod is gone."""
+    return join(task_dir(work, task_type, index), f"attempt-{attempt}.failed")
+
+
+MARKERS = ("started", "alive", "failed")
+
+
+def parse_entry(work: str, uri: str) -> tuple[str, int, str, int | None] | None:
+    """(task type, index, what, attempt) of a name the functions above build under `work`;
+    `what` is COMMIT, data, or a marker (started, alive, failed). None for anything else."""
+    relative = uri[len(work) + 1:] if uri.startswith(work + "/") else ""
+    parts = relative.split("/")
+    if len(parts) != 2 or "-" not in parts[0]:
+        return None
+    task_type, _, index = parts[0].partition("-")
+    if task_type not in ("map", "reduce") or not index.isdigit():
+        return None
+    name = parts[1]
+    if name == "COMMIT":
+        return task_type, int(index), "COMMIT", None
+    if not name.startswith("attempt-"):
+        return None
+    number, _, what = name[len("attempt-"):].partition(".")
+    if not number.isdigit():
+        return None
+    if what in MARKERS:
+        return task_type, int(index), what, int(number)
+    if what in ("", "out"):
+        return task_type, int(index), "data", int(number)
+    return None
 
 
 def commit_uri(work: str, task_type: str, index: int) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from itertools import accumulate, chain
 from typing import BinaryIO
 
+from kubemr.engine import progress
 from kubemr.engine.plan import Split
 from kubemr.errors import UserCodeError
 from kubemr.storage import StreamWrapper, store_for
@@ -51,6 +52,7 @@ class InputReader:
             data = stream.read()
         name = self.split.uri[len(self.split.base):] or self.split.uri.rsplit("/", 1)[-1]
         self.records += 1
+        progress.advance()
         yield name, data.decode("utf-8", errors="replace")
 
     def _line_blocks(self, decode: bool) -> Iterator[Iterator[tuple[int, bytes | str]]]:
@@ -68,6 +70,7 @@ class InputReader:
             skipping = start != 0
             while True:
                 block = stream.read(BLOCK)
+                progress.advance()
                 if not block:
                     break
                 data = pending + block if pending else block

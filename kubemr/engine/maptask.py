@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, islice, starmap
 from operator import itemgetter
 
-from kubemr.engine import mapbuffer
+from kubemr.engine import mapbuffer, progress
 from kubemr.engine.formats import InputReader
 from kubemr.engine.mapbuffer import MapBuffer, check_pairs
 from kubemr.engine.partition import checked_partition, default_partition
@@ -98,6 +98,7 @@ class MapTask:
                 break
             check_pairs(batch if not self.counters["map_output_records"] else batch[::97])
             buffer.add(batch)
+            progress.advance()
             self.counters["map_output_records"] += len(batch)
             if buffer.estimated_bytes >= self.buffer_limit:
                 self._spill(buffer)

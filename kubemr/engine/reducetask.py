@@ -9,6 +9,7 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
 from kubemr.engine.formats import OUTPUT_FORMATS
+from kubemr.engine.progress import advance
 from kubemr.engine.sortedruns import merge_runs, read_run
 from kubemr.engine.usercode import UserFunctions
 from kubemr.errors import UserCodeError
@@ -55,6 +56,7 @@ class ReduceTask:
                 write = out.write
                 for key, values in merge_runs(runs):
                     groups += 1
+                    advance()
                     for k, v in reducer(key, values):
                         write(format_line(k, v))
                         outputs += 1

@@ -15,6 +15,7 @@ from itertools import chain, groupby
 from operator import itemgetter
 from typing import BinaryIO
 
+from kubemr.engine import progress
 from kubemr.errors import UserCodeError
 
 BATCH_VALUES = 16384
@@ -42,6 +43,7 @@ class RunWriter:
 
     def _flush(self) -> None:
         if self._batch:
+            progress.advance()
             pickle.dump(self._batch, self._f, PROTOCOL)
             self._batch = []
             self._batch_values = 0

@@ -1,8 +1,6 @@
 """One task attempt, map or reduce, as a pod or a local worker process runs it.
 
-A task is a JSON document:
-  {"job": {"name", "namespace", "spec"}, "work": URI, "type": "map" | "reduce", "index": int,
-   "attempt": int, "split": {...} (map), "maps": int (reduce)}
+The attempt is described by a task document (kubemr.runtime.document).
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ from kubemr.engine.maptask import MapTask
 from kubemr.engine.plan import Split
 from kubemr.engine.reducetask import ReduceTask
 from kubemr.engine.usercode import load_functions, load_pickled
-from kubemr.errors import StorageError
+from kubemr.errors import MapOutputLost, StorageError
 from kubemr.storage import split_uri, store_for
 
 
@@ -61,15 +59,24 @@ def _run_map(task: dict, spec: dict, functions, scratch: str) -> dict:
 
 def _run_reduce(task: dict, spec: dict, functions, scratch: str) -> dict:
     r = task["index"]
-    segments = []
+    segments, sources = [], []
     for m in range(task["maps"]):
         record = commit.read_commit(task["work"], "map", m)
         if record is None:
             raise StorageError(f"map task {m} has no committed output under {task['work']}")
         start, end, _ = record["index"][r]
         segments.append((record["data"], start, end))
+        sources.append((m, record["attempt"]))
     reduce_task = ReduceTask(spec, functions, scratch)
-    paths = reduce_task.fetch(segments)
+    try:
+        paths = reduce_task.fetch(segments)
+    except StorageError as e:
+        lost = [source for source, (uri, start, end) in zip(sources, segments, strict=True)
+                if end > start and not store_for(uri).exists(uri)]
+        if lost:
+            raise MapOutputLost(f"committed map outputs are gone: map tasks "
+                                f"{[m for m, _ in lost]} ({e})", lost) from e
+        raise
     local = os.path.join(scratch, commit.part_name(r))
     reduce_task.run(paths, local)
     data = commit.attempt_data_uri(task["work"], "reduce", r, task["attempt"])

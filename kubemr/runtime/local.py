@@ -1,8 +1,9 @@
 """The local runner: a whole job on this machine, each task attempt in its own worker process.
 
 It runs the same task code as the pods (`python -m kubemr.runtime.worker`), serializes every
-intermediate record, uses the real partitioner and combiner, and retries a failed attempt up to
-maxAttempts, so that user code that works here works on the cluster.
+intermediate record, uses the real partitioner and combiner, and is driven by the same scheduler
+as the operator (kubemr.scheduling): parallelism, backoff, progress timeouts, maxAttempts,
+activeDeadlineSeconds and the failure classes behave as they do on the cluster.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,6 +24,10 @@ from kubemr.engine import commit
 from kubemr.engine.plan import plan_splits
 from kubemr.engine.usercode import load_functions, load_pickled
 from kubemr.errors import JobFailed
+from kubemr.runtime.document import task_document
+from kubemr.scheduling import Policy, Task, decide, failure_of_report, new_tasks
+from kubemr.scheduling.failures import KILLED, USER_ERROR
+from kubemr.scheduling.state import FAILED, RUNNING, SUCCEEDED
 from kubemr.spec.manifest import JobSpec
 from kubemr.storage import join, normalize_uri, store_for
 
@@ -32,12 +36,15 @@ POLL_SECONDS = 0.01
 
 @dataclass
 class Attempt:
+    """A finished attempt, as JobResult lists it."""
+
     task_type: str
     index: int
     attempt: int
     ok: bool = False
     error: str = ""
     seconds: float = 0.0
+    failure: str = ""
 
 
 @dataclass
@@ -61,26 +68,33 @@ def parse_quantity(value: str | int) -> int:
     return int(float(text))
 
 
-def _exit_reason(returncode: int) -> str:
+def exit_failure(returncode: int) -> tuple[str, str]:
+    """The failure class and message of a worker process that ended without a report."""
     if returncode < 0:
         name = signal.Signals(-returncode).name
-        hint = " (out of memory?)" if name == "SIGKILL" else ""
-        return f"worker process was killed by {name}{hint}"
-    return f"worker process exited with code {returncode} without reporting a result"
+        if name == "SIGKILL":
+            return KILLED, "the task was killed (SIGKILL)"
+        return USER_ERROR, f"the task was killed by {name}"
+    return USER_ERROR, f"the task exited with code {returncode} without reporting a result"
 
 
-class _WorkerPool:
-    """Runs task attempts as worker processes, at most `workers` at once."""
+@dataclass
+class _Process:
+    popen: subprocess.Popen
+    result_file: str
+    log_file: str
+    progress_file: str
 
-    def __init__(self, workers: int, max_attempts: int, scratch: str, memory_limit: int | None,
-                 progress: Callable[[str], None]):
-        self.workers = workers
-        self.max_attempts = max_attempts
+
+class LocalExecutor:
+    """Runs the scheduler's attempts as worker processes; observes them into its tasks."""
+
+    def __init__(self, scratch: str, memory_limit: int | None, heartbeat: float):
         self.scratch = scratch
         self.memory_limit = memory_limit
-        self.progress = progress
-        self.attempts: list[Attempt] = []
+        self.processes: dict[tuple[str, int, int], _Process] = {}
         self._env = dict(os.environ, KUBEMR_SCRATCH=scratch,
+                         KUBEMR_HEARTBEAT_SECONDS=str(heartbeat),
                          PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
 
     def _limit_memory(self) -> None:
@@ -88,72 +102,89 @@ class _WorkerPool:
 
         resource.setrlimit(resource.RLIMIT_AS, (self.memory_limit, self.memory_limit))
 
-    def _start(self, task: dict) -> tuple[subprocess.Popen, str, str]:
-        name = f"{task['type']}-{task['index']:05d}-{task['attempt']}"
-        task_file = os.path.join(self.scratch, name + ".json")
-        result_file = os.path.join(self.scratch, name + ".result")
-        log_file = os.path.join(self.scratch, name + ".log")
-        with open(task_file, "w") as f:
-            json.dump(task, f)
-        with open(log_file, "wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "kubemr.runtime.worker", task_file, "--result", result_file],
-                env=self._env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    def launch(self, task: Task, document: dict, now: float) -> None:
+        name = f"{task.kind}-{task.index:05d}-{document['attempt']}"
+        paths = {ext: os.path.join(self.scratch, f"{name}.{ext}")
+                 for ext in ("json", "result", "log", "alive")}
+        with open(paths["json"], "w") as f:
+            json.dump(document, f)
+        with open(paths["log"], "wb") as log:
+            popen = subprocess.Popen(
+                [sys.executable, "-m", "kubemr.runtime.worker", paths["json"],
+                 "--result", paths["result"]],
+                env=dict(self._env, KUBEMR_PROGRESS_URI="file://" + paths["alive"]),
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 preexec_fn=self._limit_memory if self.memory_limit else None,
             )
-        return process, result_file, log_file
+        self.processes[(task.kind, task.index, document["attempt"])] = _Process(
+            popen, paths["result"], paths["log"], paths["alive"])
+        attempt = task.attempt(document["attempt"])
+        attempt.state, attempt.launched, attempt.node = RUNNING, now, "local"
 
-    def _outcome(self, process: subprocess.Popen, result_file: str, log_file: str) -> dict:
-        try:
-            with open(result_file) as f:
-                return json.load(f)
-        except (OSError, ValueError):
-            with open(log_file, errors="replace") as f:
-                tail = "".join(f.readlines()[-5:]).strip()
-            reason = _exit_reason(process.returncode)
-            return {"ok": False, "error": reason + (f"\n{tail}" if tail else "")}
+    def stop(self, task: Task, number: int) -> None:
+        process = self.processes.pop((task.kind, task.index, number), None)
+        if process:
+            process.popen.kill()
+            process.popen.wait()
 
-    def run(self, tasks: list[dict]) -> None:
-        pending = deque(tasks)
-        running: dict[subprocess.Popen, tuple[dict, str, str, float]] = {}
-        try:
-            while pending or running:
-                while pending and len(running) < self.workers:
-                    task = pending.popleft()
-                    process, result_file, log_file = self._start(task)
-                    running[process] = (task, result_file, log_file, time.time())
-                finished = [p for p in running if p.poll() is not None]
-                if not finished:
-                    time.sleep(POLL_SECONDS)
-                for process in finished:
-                    task, result_file, log_file, started = running.pop(process)
-                    outcome = self._outcome(process, result_file, log_file)
-                    attempt = Attempt(task["type"], task["index"], task["attempt"],
-                                      ok=outcome["ok"], error=outcome.get("error", ""),
-                                      seconds=round(time.time() - started, 3))
-                    self.attempts.append(attempt)
-                    label = f"{task['type']} task {task['index']}"
-                    if attempt.ok:
-                        self.progress(f"{label} committed (attempt {task['attempt']})")
-                    elif task["attempt"] < self.max_attempts:
-                        last_line = attempt.error.strip().splitlines()[-1:] or [""]
-                        self.progress(f"{label} attempt {task['attempt']} failed: {last_line[0]}"
-                                      "; retrying")
-                        pending.append(dict(task, attempt=task["attempt"] + 1))
-                    else:
-                        raise JobFailed(
-                            f"{label} failed on all {self.max_attempts} attempts; the last "
-                            f"error:\n{attempt.error}"
-                        )
-        finally:
-            for process in running:
-                process.kill()
-                process.wait()
+    def observe(self, tasks: list[Task], now: float) -> list[tuple[Task, int]]:
+        """Update the tasks from their processes; return the attempts that just ended."""
+        ended = []
+        by_key = {(t.kind, t.index): t for t in tasks}
+        for key, process in list(self.processes.items()):
+            task = by_key[key[:2]]
+            attempt = task.attempt(key[2])
+            returncode = process.popen.poll()
+            if returncode is None:
+                try:
+                    attempt.progress = os.path.getmtime(process.progress_file)
+                except OSError:
+                    pass
+                continue
+            del self.processes[key]
+            attempt.finished = now
+            report = _read_json(process.result_file)
+            if report and report.get("ok"):
+                attempt.state = SUCCEEDED
+                task.committed, task.committed_attempt = True, attempt.number
+            elif report:
+                failure, message, lost = failure_of_report(report)
+                attempt.fail(failure, message, now)
+                attempt.lost_maps = tuple(tuple(x) for x in lost)
+            else:
+                failure, message = exit_failure(returncode)
+                tail = _tail(process.log_file)
+                attempt.fail(failure, message + (f"\n{tail}" if tail else ""), now)
+            ended.append((task, key[2]))
+        return ended
+
+    def stop_all(self) -> None:
+        for process in self.processes.values():
+            process.popen.kill()
+            process.popen.wait()
+        self.processes.clear()
+
+
+def _read_json(path: str) -> dict | None:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _tail(path: str, lines: int = 5) -> str:
+    with open(path, errors="replace") as f:
+        return "".join(f.readlines()[-lines:]).strip()
 
 
 def run_local(job: JobSpec, workers: int | None = None, overwrite: bool = False,
               progress: Callable[[str], None] | None = None) -> JobResult:
-    """Run the whole job on this machine; return its counters once the output is committed."""
+    """Run the whole job on this machine; return its counters once the output is committed.
+
+    At most min(workers, spec.parallelism) attempts run at once; workers defaults to the
+    number of CPUs (at least 2).
+    """
     spec = json.loads(json.dumps(job.spec))
     if overwrite:
         spec["output"]["overwrite"] = True
@@ -164,26 +195,74 @@ def run_local(job: JobSpec, workers: int | None = None, overwrite: bool = False,
                          spec["input"]["splitSize"])
     progress = progress or (lambda message: None)
     workers = workers or max(2, os.cpu_count() or 1)
+    policy = Policy.from_spec(spec)
+    policy = Policy(**{**policy.__dict__, "parallelism": min(policy.parallelism, workers)})
     scratch = tempfile.mkdtemp(prefix="kubemr-local-")
     intermediate = (spec.get("intermediate") or {}).get("uri")
     work_base = normalize_uri(intermediate) if intermediate else "file://" + scratch
     work = join(work_base, f"{job.name}-{uuid.uuid4().hex[:8]}")
     limits = (spec.get("resources") or {}).get("limits") or {}
     memory_limit = parse_quantity(limits["memory"]) if "memory" in limits else None
-    pool = _WorkerPool(workers, spec["maxAttempts"], scratch, memory_limit, progress)
-    job_doc = {"name": job.name, "namespace": job.namespace, "spec": spec}
+    executor = LocalExecutor(scratch, memory_limit,
+                             heartbeat=max(0.05, min(5.0, policy.task_timeout / 4)))
+    tasks = new_tasks(len(splits), spec["reducers"])
+    finished: list[Attempt] = []
+
+    def document(task: Task, number: int) -> dict:
+        return task_document(
+            name=job.name, namespace=job.namespace, spec=spec, work=work, kind=task.kind,
+            index=task.index, attempt=number,
+            split=splits[task.index].to_dict() if task.kind == "map" else None,
+            maps=len(splits))
+
     try:
         progress(f"job {job.name}: {len(splits)} map tasks, {spec['reducers']} reduce tasks, "
-                 f"{workers} workers")
-        pool.run([{"job": job_doc, "work": work, "type": "map", "index": i, "attempt": 1,
-                   "split": s.to_dict()} for i, s in enumerate(splits)])
-        pool.run([{"job": job_doc, "work": work, "type": "reduce", "index": r, "attempt": 1,
-                   "maps": len(splits)} for r in range(spec["reducers"])])
+                 f"{policy.parallelism} at once")
+        _schedule(tasks, policy, executor, document, progress, finished, work)
         counters = commit.sum_counters(work, len(splits), spec["reducers"])
         output = commit.commit_job(job.name, spec, work, counters)
     finally:
+        executor.stop_all()
         if not (spec.get("intermediate") or {}).get("keep"):
             store_for(work).delete_prefix(work + "/")
         shutil.rmtree(scratch, ignore_errors=True)
     progress(f"job {job.name} succeeded: output in {output}")
-    return JobResult(job.name, output, counters, len(splits), spec["reducers"], pool.attempts)
+    return JobResult(job.name, output, counters, len(splits), spec["reducers"], finished)
+
+
+def _schedule(tasks: list[Task], policy: Policy, executor: LocalExecutor,
+              document: Callable[[Task, int], dict], progress: Callable[[str], None],
+              finished: list[Attempt], work: str) -> None:
+    """Observe, decide, act, until the scheduler says the job succeeded or failed."""
+    started = time.time()
+    while True:
+        now = time.time()
+        for task, number in executor.observe(tasks, now):
+            _report(task, task.attempt(number), finished, progress)
+        decision = decide(tasks, policy, now, started)
+        for stop in decision.stop:
+            executor.stop(stop.task, stop.attempt.number)
+            if stop.attempt.state == FAILED:
+                _report(stop.task, stop.attempt, finished, progress)
+        for task in decision.lost_maps:
+            store_for(work).delete(commit.commit_uri(work, "map", task.index))
+            _report(task, task.latest, finished, progress)
+        if decision.phase == "Failed":
+            raise JobFailed(decision.message)
+        if decision.phase == "Succeeded":
+            return
+        for launch in decision.launch:
+            executor.launch(launch.task, document(launch.task, launch.number), now)
+        time.sleep(POLL_SECONDS)
+
+
+def _report(task: Task, attempt, finished: list[Attempt], progress: Callable[[str], None]):
+    seconds = round((attempt.finished or time.time()) - (attempt.launched or 0), 3)
+    ok = attempt.state == SUCCEEDED
+    finished.append(Attempt(task.kind, task.index, attempt.number, ok=ok,
+                            error=attempt.message, seconds=seconds, failure=attempt.failure))
+    if ok:
+        progress(f"{task.label} committed (attempt {attempt.number})")
+    else:
+        last = (attempt.message.strip().splitlines() or [""])[-1]
+        progress(f"{task.label} attempt {attempt.number} failed ({attempt.failure}): {last}")

@@ -14,7 +14,7 @@ import sys
 import time
 import traceback
 
-from kubemr.errors import KubemrError
+from kubemr.errors import KubemrError, MapOutputLost
 
 TERMINATION_LOG = "/dev/termination-log"
 TAIL_LINES = 12
@@ -37,24 +37,37 @@ def termination_message(outcome: dict) -> str:
 
 
 def _start_heartbeat(task: dict) -> None:
-    """Rewrite the attempt's .alive object every KUBEMR_HEARTBEAT_SECONDS, from a thread."""
+    """Every KUBEMR_HEARTBEAT_SECONDS, rewrite the attempt's .alive object if the task made
+    progress since the last beat (records read or written), from a thread.
+
+    The beat's time is the attempt's progress: user code that hangs stops it, and the scheduler
+    fails the attempt as Timeout after taskTimeoutSeconds. KUBEMR_PROGRESS_URI (the local
+    runner's) overrides where the beat goes.
+    """
     seconds = float(os.environ.get("KUBEMR_HEARTBEAT_SECONDS") or 0)
     if seconds <= 0:
         return
     import threading
 
+    from kubemr.engine import progress
     from kubemr.engine.commit import alive_uri
     from kubemr.storage import store_for
 
-    uri = alive_uri(task["work"], task["type"], task["index"], task["attempt"])
+    uri = os.environ.get("KUBEMR_PROGRESS_URI") or alive_uri(
+        task["work"], task["type"], task["index"], task["attempt"])
 
     def beat() -> None:
+        reported = 0
         while True:
+            time.sleep(seconds)
+            moves = progress.moves()
+            if moves == reported:
+                continue
             try:
-                store_for(uri).write_bytes(uri, b"")
+                store_for(uri).write_bytes(uri, str(moves).encode())
+                reported = moves
             except Exception as e:  # a missed beat is not fatal; the timeout judges
                 print(f"kubemr: heartbeat failed: {e}", file=sys.stderr)
-            time.sleep(seconds)
 
     threading.Thread(target=beat, name="heartbeat", daemon=True).start()
 
@@ -85,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         code = 0
     except Exception as e:
         outcome = {"ok": False, "error": error_tail(e), "errorType": type(e).__name__}
+        if isinstance(e, MapOutputLost):
+            outcome["lostMaps"] = e.lost
         print(outcome["error"], file=sys.stderr)
         code = 1
     if args.result:

@@ -16,9 +16,8 @@ from typing import Any
 import yaml
 
 from kubemr.errors import ManifestError
+from kubemr.spec.names import API_VERSION, KIND
 
-API_VERSION = "kubemr.io/v1alpha1"
-KIND = "MapReduceJob"
 _CRD_PATH = os.path.join(os.path.dirname(__file__), "crd", "mapreducejob.yaml")
 _TYPES = {
     "object": dict, "array": list, "string": str, "boolean": bool,

@@ -16,10 +16,12 @@ import os
 from typing import BinaryIO
 from urllib.parse import urlparse
 
-from kubemr.errors import StorageError
+from kubemr.errors import StorageError, StorageUnavailable
 from kubemr.storage.base import ObjectInfo, StreamWrapper, split_uri
 
 PART_SIZE = 16 << 20
+SERVER_ERRORS = {"InternalError", "ServiceUnavailable", "SlowDown", "XMinioServerNotInitialized",
+                 "XMinioStorageFull", "RequestTimeout"}
 
 
 def _settings() -> dict[str, str]:
@@ -110,10 +112,12 @@ class S3Store:
                     f"S3 server {self.endpoint} refused to {what} {uri}: {e.code} "
                     "(check the credentials)"
                 ) from None
+            if e.code in SERVER_ERRORS:
+                raise StorageUnavailable(f"cannot {what} {uri}: {e.code}: {e.message}") from None
             raise StorageError(f"cannot {what} {uri}: {e.code}: {e.message}") from None
         except (OSError, HTTPError) as e:
             reason = getattr(e, "reason", None) or e
-            raise StorageError(
+            raise StorageUnavailable(
                 f"cannot {what} {uri}: S3 server {self.endpoint}: {reason}") from None
 
     def _ensure_bucket(self, bucket: str, uri: str) -> None:

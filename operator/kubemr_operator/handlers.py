@@ -6,9 +6,9 @@ import logging
 
 import kopf
 
+from kubemr.spec.names import GROUP, LABEL_JOB, LABEL_JOB_UID, MANAGED_BY, PLURAL, VERSION
 from kubemr_operator.config import Settings
-from kubemr_operator.kube import GROUP, PLURAL, VERSION, Kube
-from kubemr_operator.pods import LABEL_JOB, MANAGED_BY
+from kubemr_operator.kube import Kube
 from kubemr_operator.reconcile import TERMINAL, delete_work, reconcile
 
 settings = Settings.from_env()
@@ -63,13 +63,13 @@ def pod_changed(body, namespace, labels, type, **_) -> None:
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
-def deleted(body, name, namespace, **_) -> None:
+def deleted(body, name, namespace, uid, **_) -> None:
     """Stop the job's task pods, then delete its intermediate data.
 
     Owner references would delete the pods too, but only after the job is gone, and a task
     still running then could commit into intermediate data already deleted.
     """
-    pods = kube().list_pods(namespace, f"{LABEL_JOB}={name}")
+    pods = kube().list_pods(namespace, f"{LABEL_JOB_UID}={uid}")
     for pod in pods:
         if not pod["metadata"].get("deletionTimestamp"):
             kube().delete_pod(namespace, pod["metadata"]["name"])

@@ -8,7 +8,8 @@ import time
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-GROUP, VERSION, PLURAL = "kubemr.io", "v1alpha1", "mapreducejobs"
+from kubemr.spec.names import GROUP, PLURAL, VERSION
+
 NODE_CACHE_SECONDS = 5.0
 
 

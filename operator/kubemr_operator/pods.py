@@ -5,34 +5,22 @@ from __future__ import annotations
 import hashlib
 import json
 
+from kubemr.spec.names import LABEL_ATTEMPT, LABEL_TASK_INDEX, LABEL_TASK_TYPE, job_labels
 from kubemr_operator.config import Settings
 
-LABEL_JOB = "kubemr.io/job"
-LABEL_TASK_TYPE = "kubemr.io/task-type"
-LABEL_TASK_INDEX = "kubemr.io/task-index"
-LABEL_ATTEMPT = "kubemr.io/attempt"
-MANAGED_BY = "kubemr-operator"
 HOSTNAME = "kubernetes.io/hostname"
 LOCALITY_WEIGHT = 50
 AVOID_WEIGHT = 100
 
 
-def pod_name(job: str, task_type: str, index: int, attempt: int) -> str:
-    """Deterministic and at most 63 characters: a long job name is cut and hashed."""
-    suffix = f"-{task_type}-{index}-{attempt}"
+def pod_name(job: str, uid: str, task_type: str, index: int, attempt: int) -> str:
+    """Deterministic, unique to the job's UID (a job re-created under the same name never
+    adopts the old one's pods), and at most 63 characters: a long job name is cut and hashed."""
+    suffix = f"-{uid[:5]}-{task_type}-{index}-{attempt}"
     if len(job) + len(suffix) > 63:
         digest = hashlib.sha1(job.encode()).hexdigest()[:6]
         job = job[: 63 - len(suffix) - 7].rstrip("-.") + "-" + digest
     return job + suffix
-
-
-def job_labels(job: str) -> dict[str, str]:
-    return {
-        "app.kubernetes.io/name": "kubemr",
-        "app.kubernetes.io/instance": job,
-        "app.kubernetes.io/managed-by": MANAGED_BY,
-        LABEL_JOB: job,
-    }
 
 
 def _affinity(locality: str, data_node: str | None, avoid_node: str | None) -> dict | None:
@@ -78,7 +66,7 @@ def build_task_pod(*, job: dict, task: dict, settings: Settings, data_node: str 
         env.append({"name": "KUBEMR_NODE_SERVERS", "value": json.dumps(settings.node_servers)})
         env.append({"name": "KUBEMR_S3_BUCKET_ENDPOINTS", "value": json.dumps(
             {s["bucket"]: s["endpoint"] for s in settings.node_servers})})
-    labels = {**job_labels(name), "app.kubernetes.io/component": task["type"],
+    labels = {**job_labels(name, meta["uid"]), "app.kubernetes.io/component": task["type"],
               LABEL_TASK_TYPE: task["type"], LABEL_TASK_INDEX: str(task["index"]),
               LABEL_ATTEMPT: str(task["attempt"])}
     pod_spec = {
@@ -117,7 +105,8 @@ def build_task_pod(*, job: dict, task: dict, settings: Settings, data_node: str 
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": pod_name(name, task["type"], task["index"], task["attempt"]),
+        "metadata": {"name": pod_name(name, meta["uid"], task["type"], task["index"],
+                              task["attempt"]),
                      "namespace": meta.get("namespace", "default"), "labels": labels},
         "spec": pod_spec,
     }

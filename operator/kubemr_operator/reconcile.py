@@ -1,52 +1,75 @@
-"""One level-triggered pass over a MapReduceJob: compare what should run with what does.
+"""One level-triggered pass over a MapReduceJob: observe, derive the phase, run that phase's steps.
 
-The cluster (pods) and the store (plan, attempt markers, COMMITs) are the truth; the pass keeps
-only caches in memory, so running it twice, or after a restart, does no harm.
+The cluster (pods) and the store (plan, attempt markers, COMMITs) are the truth: the phase is
+derived from them each pass, and the pass keeps only caches in memory, so running it twice, or
+after a restart, does no harm. What to launch, stop, retry or fail is decided by
+kubemr.scheduling, the same scheduler the local runner follows; this module is its executor for
+pods.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from kubernetes.client.rest import ApiException
+
 from kubemr.engine import commit
 from kubemr.engine import counters as counter_math
 from kubemr.engine.plan import plan_splits
-from kubemr.errors import KubemrError, StorageError
+from kubemr.errors import KubemrError, StorageError, StorageUnavailable
+from kubemr.runtime.document import task_document
+from kubemr.scheduling import Decision, Launch, Policy, Task, counts, decide, new_tasks
+from kubemr.scheduling.failures import LAUNCH_FAILED, MAP_OUTPUT_LOST
+from kubemr.scheduling.state import FAILED, SUCCEEDED
+from kubemr.spec.names import LABEL_ATTEMPT, LABEL_JOB_UID, LABEL_TASK_INDEX, LABEL_TASK_TYPE
 from kubemr.storage import join, split_uri, store_for
-from kubemr_operator import failures
 from kubemr_operator.config import Settings
 from kubemr_operator.kube import Kube
-from kubemr_operator.pods import (
-    LABEL_ATTEMPT,
-    LABEL_JOB,
-    LABEL_TASK_INDEX,
-    LABEL_TASK_TYPE,
-    build_task_pod,
-)
-from kubemr_operator.status import conditions, now_iso
-from kubemr_operator.tasks import TaskState, counts, decide
+from kubemr_operator.observe import observe_pod
+from kubemr_operator.pods import build_task_pod
+from kubemr_operator.status import conditions, now_iso, parse_iso
 
 log = logging.getLogger("kubemr.operator")
 TERMINAL = ("Succeeded", "Failed")
-MISSING_MAP_OUTPUT = re.compile(r"no such object: (\S*/map-\d+/attempt-\d+\.out)")
+# Fields that may change while a job runs; every other field is read from the spec the job
+# was planned with (the CRD refuses changes to them too).
+MUTABLE = ("parallelism", "ttlSecondsAfterFinished", "activeDeadlineSeconds")
+INVALID_INPUT = "InvalidInput"
 Events = Callable[[dict, str, str, str], None]  # (job, type, reason, message)
 
 
 @dataclass
+class Plan:
+    """The job's splits, the node holding each, and the spec they were planned from."""
+
+    spec: dict
+    splits: list[dict]
+
+
+@dataclass
 class JobCache:
-    plan: list[dict] | None = None
-    commits: dict[tuple[str, int], dict] = field(default_factory=dict)
+    plan: Plan | None = None
+    commits: dict[tuple[str, int], dict] = field(default_factory=dict)  # without run indexes
+    failures: dict[tuple[str, int, int], dict] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    reported_failures: set[tuple[str, int, int]] = field(default_factory=set)
 
 
 _caches: dict[str, JobCache] = {}
+
+
+@dataclass
+class World:
+    """What one pass observed."""
+
+    tasks: list[Task]
+    pods: dict[tuple[str, int, int], dict]
+    attempts_started: int
+    marked: set[tuple[str, int, int]]
 
 
 def work_uri(job: dict, settings: Settings) -> str:
@@ -56,7 +79,8 @@ def work_uri(job: dict, settings: Settings) -> str:
     return join(base, meta.get("namespace", "default"), f"{meta['name']}-{meta['uid'][:8]}")
 
 
-def _data_node(uri: str, settings: Settings) -> str | None:
+def data_node(uri: str, settings: Settings) -> str | None:
+    """The node whose MinIO server holds `uri`, if it is on a per-node server."""
     if not uri.startswith("s3://"):
         return None
     bucket = split_uri(uri)[1]
@@ -66,28 +90,31 @@ def _data_node(uri: str, settings: Settings) -> str | None:
     return None
 
 
-def load_plan(spec: dict, work: str, settings: Settings) -> list[dict]:
-    """The job's splits with the node holding each, planned once and kept in the store."""
-    uri = join(work, "plan.json")
-    store = store_for(uri)
-    if store.exists(uri):
-        return json.loads(store.read_bytes(uri))
-    commit.check_output(spec)
-    splits = plan_splits(spec["input"]["uris"], spec["input"]["format"],
-                         spec["input"]["splitSize"])
-    plan = [{"split": s.to_dict(), "node": _data_node(s.uri, settings)} for s in splits]
-    store.write_bytes(uri, json.dumps(plan).encode())
-    return plan
-
-
-def _normalized_spec(job: dict) -> dict:
+def normalized_spec(spec: dict) -> dict:
     """The job's spec as the engine reads it: input.uri folded into input.uris."""
-    spec = json.loads(json.dumps(job["spec"]))
+    spec = json.loads(json.dumps(spec))
     inputs = spec["input"]
     if "uris" not in inputs:
         inputs["uris"] = [inputs.pop("uri")]
     inputs.pop("uri", None)
     return spec
+
+
+def load_plan(job: dict, work: str, settings: Settings) -> Plan:
+    """Planned once and kept in the store with the spec it was planned from."""
+    uri = join(work, "plan.json")
+    store = store_for(uri)
+    if store.exists(uri):
+        saved = json.loads(store.read_bytes(uri))
+        return Plan(saved["spec"], saved["splits"])
+    spec = normalized_spec(job["spec"])
+    commit.check_output(spec)
+    splits = plan_splits(spec["input"]["uris"], spec["input"]["format"],
+                         spec["input"]["splitSize"])
+    plan = Plan(spec, [{"split": s.to_dict(), "node": data_node(s.uri, settings)}
+                       for s in splits])
+    store.write_bytes(uri, json.dumps({"spec": plan.spec, "splits": plan.splits}).encode())
+    return plan
 
 
 class Pass:
@@ -101,193 +128,248 @@ class Pass:
         self.meta = job["metadata"]
         self.namespace = self.meta.get("namespace", "default")
         self.name = self.meta["name"]
-        self.spec = _normalized_spec(job)
+        self.uid = self.meta["uid"]
+        self.status = job.get("status") or {}
         self.work = work_uri(job, settings)
         self.store = store_for(self.work)
-        self.cache = _caches.setdefault(self.meta["uid"], JobCache())
+        self.cache = _caches.setdefault(self.uid, JobCache())
         self.now = time.time()
 
+    # -- the pass: observe, derive the phase, run its steps --------------------------------------
+
     def run(self) -> None:
-        status = self.job.get("status") or {}
-        if status.get("phase") in TERMINAL:
-            self._expire(status)
+        if self.meta.get("deletionTimestamp"):
+            return  # being deleted: the delete handler stops its pods; nothing new starts
+        if self.status.get("phase") in TERMINAL:
+            self._expire()
             return
         try:
-            if self.cache.plan is None:
-                self.cache.plan = load_plan(self.spec, self.work, self.settings)
-                self.events(self.job, "Normal", "Planned",
-                            f"{len(self.cache.plan)} map tasks, {self.spec['reducers']} reduce "
-                            "tasks")
-        except KubemrError as e:
-            self._fail(str(e), "InvalidInput", status)
+            plan = self._plan()
+        except StorageUnavailable as e:
+            self.events(self.job, "Warning", "StorageUnavailable", f"planning waits: {e}")
             return
-        self._advance(status)
+        except KubemrError as e:
+            self._record_failed(INVALID_INPUT, str(e), None)
+            _caches.pop(self.uid, None)
+            return
+        spec = dict(plan.spec, **{k: self.job["spec"][k] for k in MUTABLE
+                                  if k in self.job["spec"]})
+        policy = Policy.from_spec(spec)
+        world = self._observe(plan)
+        started = parse_iso(self.status["startTime"]) if self.status.get("startTime") \
+            else self.now
+        decision = decide(world.tasks, policy, self.now, started)
+        self._record_attempt_failures(world)
+        for task in decision.lost_maps:
+            self._drop_map_output(task)
+        if decision.phase == "Failed":
+            self._stop(world, decision)
+            self._record_failed(decision.failure, decision.message, (world, policy))
+            self._cleanup()
+        elif decision.phase == "Succeeded":
+            output = commit.commit_job(self.name, plan.spec, self.work, self._counters())
+            self._write_status("Succeeded", world, policy,
+                               {"completionTime": now_iso(),
+                                "message": f"output committed to {output}"})
+            locality = self._locality(plan)
+            self.events(self.job, "Normal", "Succeeded",
+                        f"output committed to {output}; {locality['dataLocal']} of "
+                        f"{len(plan.splits)} map tasks ran on their data's node")
+            self._cleanup()
+        else:
+            self._stop(world, decision)
+            for launch in decision.launch:
+                self._launch(plan, world, launch)
+            if decision.phase != self.status.get("phase"):
+                self.events(self.job, "Normal", decision.phase,
+                            f"{decision.phase.lower()} started")
+            self._write_status(decision.phase, world, policy)
 
-    def _listing(self) -> tuple[dict, set, dict, set]:
-        """From one LIST of the work prefix: attempts started, COMMITs, heartbeats, and
-        attempts whose committed output was lost."""
-        started: dict[tuple[str, int], set[int]] = {}
-        committed: set[tuple[str, int]] = set()
-        alive: dict[tuple[str, int, int], float] = {}
-        lost: set[tuple[str, int, int]] = set()
-        prefix = self.work + "/"
-        for obj in self.store.list(prefix):
-            parts = obj.uri[len(prefix):].split("/")
-            if len(parts) != 2 or "-" not in parts[0]:
-                continue
-            task_type, _, index = parts[0].partition("-")
-            key = (task_type, int(index))
-            name = parts[1]
-            if name == "COMMIT":
-                committed.add(key)
-            elif name.endswith(".started"):
-                started.setdefault(key, set()).add(int(name[len("attempt-"):-len(".started")]))
-            elif name.endswith(".alive"):
-                attempt = int(name[len("attempt-"):-len(".alive")])
-                alive[(*key, attempt)] = obj.modified
-            elif name.endswith(".lost"):
-                lost.add((*key, int(name[len("attempt-"):-len(".lost")])))
-        return started, committed, alive, lost
+    # -- observe -------------------------------------------------------------------------------
 
-    def _tasks(self, task_type: str, n: int, started, committed, alive, lost, pods,
-               ready_nodes) -> list[TaskState]:
-        timeout = float(self.spec.get("taskTimeoutSeconds", 600))
-        tasks = []
-        for i in range(n):
-            task = TaskState(task_type, i, (task_type, i) in committed,
-                             started.get((task_type, i), set()))
-            pod = pods.get((task_type, i, task.latest))
-            if task.latest and not task.committed and (task_type, i, task.latest) in lost:
-                task.outcome = failures.Outcome(
-                    "lost", failures.NODE_LOST, "its committed output was lost (kept on a node "
-                    "that is gone, or unreadable by a reduce task)")
-            elif task.latest and not task.committed:
-                task.outcome = failures.observe(pod, self.now, timeout,
-                                                alive.get((task_type, i, task.latest)),
-                                                ready_nodes)
-            tasks.append(task)
-        return tasks
+    def _plan(self) -> Plan:
+        if self.cache.plan is None:
+            self.cache.plan = load_plan(self.job, self.work, self.settings)
+            self.events(self.job, "Normal", "Planned",
+                        f"{len(self.cache.plan.splits)} map tasks, "
+                        f"{self.cache.plan.spec['reducers']} reduce tasks")
+        return self.cache.plan
 
-    def _advance(self, status: dict) -> None:
-        self.pods = pods = {}
+    def _observe(self, plan: Plan) -> World:
+        pods = {}
         # Succeeded pods are left out: their tasks committed before they exited.
-        for pod in self.kube.list_pods(self.namespace, f"{LABEL_JOB}={self.name}",
+        for pod in self.kube.list_pods(self.namespace, f"{LABEL_JOB_UID}={self.uid}",
                                        unfinished=True):
             labels = pod["metadata"].get("labels", {})
             pods[(labels[LABEL_TASK_TYPE], int(labels[LABEL_TASK_INDEX]),
                   int(labels[LABEL_ATTEMPT]))] = pod
-        started, committed, alive, lost = self._listing()
+        started: dict[tuple[str, int], set[int]] = {}
+        committed: set[tuple[str, int]] = set()
+        alive: dict[tuple[str, int, int], float] = {}
+        failed: set[tuple[str, int, int]] = set()
+        for obj in self.store.list(self.work + "/"):
+            entry = commit.parse_entry(self.work, obj.uri)
+            if entry is None:
+                continue
+            task_type, index, what, number = entry
+            if what == "COMMIT":
+                committed.add((task_type, index))
+            elif what == "started":
+                started.setdefault((task_type, index), set()).add(number)
+            elif what == "alive":
+                alive[(task_type, index, number)] = obj.modified
+            elif what == "failed":
+                failed.add((task_type, index, number))
         ready_nodes = self.kube.ready_nodes()
-        num_maps, num_reduces = len(self.cache.plan), self.spec["reducers"]
-        maps = self._tasks("map", num_maps, started, committed, alive, lost, pods,
-                           ready_nodes)
-        reduces = self._tasks("reduce", num_reduces, started, committed, alive, lost, pods,
-                              ready_nodes)
-        self._read_new_commits(committed)
-        if all(t.committed for t in maps) and self._drop_lost_map_outputs(maps, reduces,
-                                                                            ready_nodes):
-            return
-        mapping = not all(t.committed for t in maps)
-        active = maps if mapping else reduces
-        self._report_failures(active)
-        max_attempts = self.spec["maxAttempts"]
-        decision = decide(active, max_attempts, self.spec.get("parallelism", 8),
-                          float(self.spec.get("backoffSeconds", 5)), self.now)
-        if decision.failed:
-            task = decision.failed
-            outcome = task.outcome
-            tail = "\n".join(outcome.message.strip().splitlines()[-10:])
-            self._fail(f"{task.task_type} task {task.index} failed on all {max_attempts} "
-                       f"attempts ({outcome.failure_class}): {tail}", outcome.failure_class,
-                       status, pods)
-            return
-        for task, attempt, avoid in decision.start:
-            self._start(task, attempt, avoid)
-        if not mapping and all(t.committed for t in reduces):
-            self._succeed(status, maps, reduces, started)
-            return
-        phase = "Mapping" if mapping else "Reducing"
-        if phase != status.get("phase"):
-            self.events(self.job, "Normal", phase, f"{phase.lower()} started")
-        self._write_status(status, phase, maps, reduces, started)
-
-    def _start(self, task: TaskState, attempt: int, avoid: str | None) -> None:
-        document = {"job": {"name": self.name, "namespace": self.namespace, "spec": self.spec},
-                    "work": self.work, "type": task.task_type, "index": task.index,
-                    "attempt": attempt}
-        data_node = None
-        if task.task_type == "map":
-            entry = self.cache.plan[task.index]
-            document["split"] = entry["split"]
-            data_node = document["dataNode"] = entry["node"]
-        else:
-            document["maps"] = len(self.cache.plan)
-        pod = build_task_pod(job=self.job, task=document, settings=self.settings,
-                             data_node=data_node, avoid_node=avoid)
-        pod["metadata"]["ownerReferences"] = [{
-            "apiVersion": self.job["apiVersion"], "kind": self.job["kind"], "name": self.name,
-            "uid": self.meta["uid"], "controller": True, "blockOwnerDeletion": True}]
-        previous = self.pods.get((task.task_type, task.index, attempt - 1))
-        if previous and previous.get("status", {}).get("phase") in ("Pending", "Running"):
-            self.kube.delete_pod(self.namespace, previous["metadata"]["name"])
-        self.store.write_bytes(commit.started_uri(self.work, task.task_type, task.index, attempt),
-                               b"")
-        self.kube.create_pod(pod)
-        if attempt > 1:
-            self.events(self.job, "Normal", "TaskRetried",
-                        f"{task.task_type} task {task.index}: attempt {attempt} started")
-
-    def _report_failures(self, tasks: list[TaskState]) -> None:
+        tasks = new_tasks(len(plan.splits), plan.spec["reducers"])
+        world = World(tasks, pods, sum(len(s) for s in started.values()), set())
         for task in tasks:
-            outcome = task.outcome
-            key = (task.task_type, task.index, task.latest)
-            if outcome and outcome.state == "failed" and key not in self.cache.reported_failures:
-                self.cache.reported_failures.add(key)
-                last = (outcome.message.strip().splitlines() or [""])[-1]
-                self.events(self.job, "Warning", "TaskFailed",
-                            f"{task.task_type} task {task.index} attempt {task.latest} failed "
-                            f"({outcome.failure_class}) on {outcome.node or 'no node'}: {last}")
+            key = (task.kind, task.index)
+            task.committed = key in committed
+            record = self._commit_record(key) if task.committed else None
+            task.committed_attempt = record.get("attempt") if record else None
+            for number in sorted(started.get(key, ())):
+                attempt = task.attempt(number)
+                attempt_key = (*key, number)
+                if attempt_key in failed:
+                    self._from_marker(attempt, attempt_key)
+                    world.marked.add(attempt_key)
+                elif attempt_key in pods:
+                    observe_pod(attempt, pods[attempt_key], self.now, ready_nodes)
+                    attempt.progress = alive.get(attempt_key)
+                elif task.committed and record and record.get("attempt") == number:
+                    attempt.state, attempt.node = SUCCEEDED, record.get("node")
+                elif not task.committed:
+                    attempt.fail("PodDeleted", "the task's pod was deleted before it finished",
+                                 self.now)
+                else:
+                    attempt.state = SUCCEEDED  # an older attempt of a committed task
+        if all(t.committed for t in tasks if t.kind == "map"):
+            self._lose_outputs_on_lost_nodes(tasks, ready_nodes)
+        return world
 
-    def _read_new_commits(self, committed: set) -> None:
-        for key in committed:
-            if key not in self.cache.commits:
-                record = commit.read_commit(self.work, *key)
-                if record:
-                    self.cache.commits[key] = record
+    def _commit_record(self, key: tuple[str, int]) -> dict | None:
+        if key not in self.cache.commits:
+            record = commit.read_commit(self.work, *key)
+            if record is None:
+                return None
+            record.pop("index", None)  # M x R run indexes stay in the store
+            self.cache.commits[key] = record
+        return self.cache.commits[key]
 
-    def _drop_lost_map_outputs(self, maps: list[TaskState], reduces: list[TaskState],
-                               ready_nodes: set[str]) -> bool:
-        """Map outputs kept on a node that is gone, or that a reduce task could not fetch, are
-        made again: their COMMITs are removed, so the maps run again."""
-        lost = set()
-        for task in maps:
-            record = self.cache.commits.get(("map", task.index))
-            node = record and _data_node(record["data"], self.settings)
-            if node and ready_nodes and node not in ready_nodes:
-                lost.add(task.index)
-        missing = {uri for task in reduces if task.outcome and task.outcome.state == "failed"
-                   for uri in MISSING_MAP_OUTPUT.findall(task.outcome.message)}
-        for (task_type, index), record in self.cache.commits.items():
-            if task_type == "map" and record["data"] in missing:
-                lost.add(index)
-        lost = sorted(lost)
-        for index in lost:
-            self.store.write_bytes(commit.lost_uri(self.work, "map", index, maps[index].latest),
-                                   b"")
-            self.store.delete(commit.commit_uri(self.work, "map", index))
-            self.cache.commits.pop(("map", index), None)
+    def _from_marker(self, attempt, key: tuple[str, int, int]) -> None:
+        body = self.cache.failures.get(key)
+        if body is None:
+            try:
+                body = json.loads(self.store.read_bytes(commit.failed_uri(self.work, *key)))
+            except (StorageError, ValueError):
+                body = {"failure": "PodDeleted", "message": "unreadable failure record"}
+            self.cache.failures[key] = body
+        attempt.fail(body["failure"], body.get("message", ""), body.get("finished") or self.now)
+        attempt.node = body.get("node")
+        attempt.lost_maps = tuple(tuple(x) for x in body.get("lostMaps") or ())
+
+    def _lose_outputs_on_lost_nodes(self, tasks: list[Task], ready_nodes: set[str]) -> None:
+        """Map outputs kept on a node that is gone are made again."""
+        lost = []
+        for task in tasks:
+            record = self.cache.commits.get(("map", task.index)) if task.kind == "map" else None
+            node = record and data_node(record["data"], self.settings)
+            if node and ready_nodes and node not in ready_nodes and task.latest:
+                task.committed = False
+                task.latest.fail(MAP_OUTPUT_LOST, f"its output was kept on node {node}, which "
+                                 "is not ready", self.now)
+                lost.append(task)
+        for task in lost:
+            self._drop_map_output(task)
         if lost:
             self.events(self.job, "Warning", "MapOutputLost",
-                        f"map outputs {lost} were on a lost node; running those maps again")
-        return bool(lost)
+                        f"map outputs {[t.index for t in lost]} were on a lost node; running "
+                        "those maps again")
 
-    def _locality(self) -> dict[str, int]:
+    # -- act -----------------------------------------------------------------------------------
+
+    def _record_attempt_failures(self, world: World) -> None:
+        """Record each attempt failure once in the store, so it counts the same after its pod
+        is gone and after a restart; post it as an event."""
+        for task in world.tasks:
+            for attempt in task.attempts:
+                key = (task.kind, task.index, attempt.number)
+                if attempt.state != FAILED or key in world.marked:
+                    continue
+                body = {"failure": attempt.failure, "message": attempt.message[-4000:],
+                        "node": attempt.node, "finished": attempt.finished,
+                        "lostMaps": [list(x) for x in attempt.lost_maps]}
+                self.store.write_bytes(commit.failed_uri(self.work, *key),
+                                       json.dumps(body).encode())
+                self.cache.failures[key] = body
+                world.marked.add(key)
+                last = (attempt.message.strip().splitlines() or [""])[-1]
+                self.events(self.job, "Warning", "TaskFailed",
+                            f"{task.label} attempt {attempt.number} failed ({attempt.failure}) "
+                            f"on {attempt.node or 'no node'}: {last}")
+
+    def _drop_map_output(self, task: Task) -> None:
+        self.store.delete(commit.commit_uri(self.work, "map", task.index))
+        self.cache.commits.pop(("map", task.index), None)
+
+    def _stop(self, world: World, decision: Decision) -> None:
+        for stop in decision.stop:
+            pod = world.pods.get((stop.task.kind, stop.task.index, stop.attempt.number))
+            if pod and not pod["metadata"].get("deletionTimestamp"):
+                self.kube.delete_pod(self.namespace, pod["metadata"]["name"])
+
+    def _launch(self, plan: Plan, world: World, launch: Launch) -> None:
+        task, number = launch.task, launch.number
+        split = plan.splits[task.index] if task.kind == "map" else {}
+        document = task_document(
+            name=self.name, namespace=self.namespace, spec=plan.spec, work=self.work,
+            kind=task.kind, index=task.index, attempt=number, split=split.get("split"),
+            data_node=split.get("node"), maps=len(plan.splits))
+        pod = build_task_pod(job=self.job, task=document, settings=self.settings,
+                             data_node=split.get("node"), avoid_node=launch.avoid_node)
+        pod["metadata"]["ownerReferences"] = [{
+            "apiVersion": self.job["apiVersion"], "kind": self.job["kind"], "name": self.name,
+            "uid": self.uid, "controller": True, "blockOwnerDeletion": True}]
+        self.store.write_bytes(commit.started_uri(self.work, task.kind, task.index, number), b"")
+        try:
+            self.kube.create_pod(pod)
+        except ApiException as e:
+            message = f"the pod could not be created: {e.status} {e.reason}: " \
+                      f"{(e.body or '')[:500]}"
+            body = {"failure": LAUNCH_FAILED, "message": message, "node": None,
+                    "finished": time.time(), "lostMaps": []}
+            self.store.write_bytes(commit.failed_uri(self.work, task.kind, task.index, number),
+                                   json.dumps(body).encode())
+            self.events(self.job, "Warning", "LaunchFailed", f"{task.label}: {message}")
+            return
+        if number > 1:
+            self.events(self.job, "Normal", "TaskRetried",
+                        f"{task.label}: attempt {number} started")
+
+    def _cleanup(self) -> None:
+        if not (self.job["spec"].get("intermediate") or {}).get("keep"):
+            try:
+                delete_work(self.job, self.settings)
+            except StorageError as e:
+                log.warning("cannot delete intermediate data of %s: %s", self.name, e)
+        _caches.pop(self.uid, None)
+
+    def _expire(self) -> None:
+        ttl = self.job["spec"].get("ttlSecondsAfterFinished")
+        finished = self.status.get("completionTime")
+        if ttl is not None and finished and self.now - parse_iso(finished) >= ttl:
+            self.kube.delete_job(self.namespace, self.name)
+
+    # -- the status, built in one place ----------------------------------------------------------
+
+    def _locality(self, plan: Plan) -> dict[str, int]:
         local = remote = 0
         for (task_type, index), record in self.cache.commits.items():
-            if task_type != "map" or index >= len(self.cache.plan):
+            if task_type != "map" or index >= len(plan.splits):
                 continue
-            data_node = self.cache.plan[index]["node"]
-            if data_node and record.get("node") == data_node:
+            node = plan.splits[index]["node"]
+            if node and record.get("node") == node:
                 local += 1
             else:
                 remote += 1
@@ -299,81 +381,79 @@ class Pass:
             counter_math.add(total, record.get("counters", {}))
         return total
 
-    def _write_status(self, status: dict, phase: str, maps, reduces, started,
+    def _status(self, phase: str, observed: tuple[World, Policy] | None,
+                extra: dict | None = None) -> dict:
+        generation = self.meta.get("generation", 1)
+        new = {"phase": phase, "observedGeneration": generation,
+               "startTime": self.status.get("startTime") or now_iso(),
+               "counters": self._counters(), **(extra or {})}
+        if observed:
+            world, policy = observed
+            maps = counts(world.tasks, "map", policy)
+            reduces = counts(world.tasks, "reduce", policy)
+            new.update(maps=maps, reduces=reduces,
+                       mapsDone=f"{maps['succeeded']}/{maps['total']}",
+                       reducesDone=f"{reduces['succeeded']}/{reduces['total']}",
+                       attempts=world.attempts_started, locality=self._locality(self.cache.plan))
+        new["conditions"] = conditions(self.status.get("conditions") or [], phase,
+                                       new.get("message", ""), generation,
+                                       reason=new.get("failureClass"))
+        return new
+
+    def _write_status(self, phase: str, world: World, policy: Policy,
                       extra: dict | None = None) -> None:
-        max_attempts = self.spec["maxAttempts"]
-        map_counts, reduce_counts = counts(maps, max_attempts), counts(reduces, max_attempts)
-        new = {
-            "phase": phase,
-            "observedGeneration": self.meta.get("generation", 1),
-            "maps": map_counts,
-            "reduces": reduce_counts,
-            "mapsDone": f"{map_counts['succeeded']}/{map_counts['total']}",
-            "reducesDone": f"{reduce_counts['succeeded']}/{reduce_counts['total']}",
-            "attempts": sum(len(a) for a in started.values()),
-            "locality": self._locality(),
-            "counters": self._counters(),
-            "startTime": status.get("startTime") or now_iso(),
-            **(extra or {}),
-        }
-        new["conditions"] = conditions(status.get("conditions") or [], phase,
-                                       new.get("message", ""), new["observedGeneration"])
-        if any(status.get(k) != v for k, v in new.items()):
-            self.kube.patch_status(self.namespace, self.name, new)
+        new = self._status(phase, (world, policy), extra)
+        if any(self.status.get(k) != v for k, v in new.items() if k != "conditions") \
+                or _changed(self.status.get("conditions"), new["conditions"]):
+            self._patch(new)
 
-    def _succeed(self, status: dict, maps, reduces, started) -> None:
-        counters = self._counters()
-        output = commit.commit_job(self.name, self.spec, self.work, counters)
-        self._cleanup()
-        locality = self._locality()
-        self._write_status(status, "Succeeded", maps, reduces, started, {
-            "completionTime": now_iso(),
-            "message": f"output committed to {output}",
-        })
-        self.events(self.job, "Normal", "Succeeded",
-                    f"output committed to {output}; {locality['dataLocal']} of "
-                    f"{len(maps)} map tasks ran on their data's node")
-        _caches.pop(self.meta["uid"], None)
-
-    def _fail(self, message: str, failure_class: str, status: dict,
-              pods: dict | None = None) -> None:
-        for (_, _, _), pod in (pods or {}).items():
-            if pod.get("status", {}).get("phase") in ("Pending", "Running"):
-                self.kube.delete_pod(self.namespace, pod["metadata"]["name"])
-        self._cleanup()
-        plan = self.cache.plan or []
-        maps = [TaskState("map", i) for i in range(len(plan))]
-        new = {"phase": "Failed", "message": message[-4000:], "failureClass": failure_class,
-               "completionTime": now_iso(), "startTime": status.get("startTime") or now_iso(),
-               "counters": self._counters(), "observedGeneration": self.meta.get("generation", 1)}
-        if plan:
-            new["mapsDone"] = f"{len([k for k in self.cache.commits if k[0] == 'map'])}/{len(maps)}"
-        new["conditions"] = conditions(status.get("conditions") or [], "Failed", message,
-                                       new["observedGeneration"], reason=failure_class)
-        self.kube.patch_status(self.namespace, self.name, new)
+    def _record_failed(self, failure: str, message: str,
+                       observed: tuple[World, Policy] | None) -> None:
+        new = self._status("Failed", observed, {"message": message[-4000:],
+                                                "failureClass": failure,
+                                                "completionTime": now_iso()})
+        self._patch(new)
         self.events(self.job, "Warning", "Failed", message[-1000:])
-        _caches.pop(self.meta["uid"], None)
 
-    def _cleanup(self) -> None:
-        if not (self.spec.get("intermediate") or {}).get("keep"):
-            try:
-                delete_work(self.job, self.settings)
-            except StorageError as e:
-                log.warning("cannot delete intermediate data of %s: %s", self.name, e)
+    def _patch(self, status: dict) -> None:
+        """Write the status; one the API server refuses for good fails the job with why."""
+        try:
+            self.kube.patch_status(self.namespace, self.name, status)
+        except ApiException as e:
+            if e.status not in (400, 422):
+                raise  # transient: the pass runs again and repeats the same steps
+            message = f"the API server refused the job's status: {e.reason}: " \
+                      f"{(e.body or '')[:1000]}"
+            log.error("%s/%s: %s", self.namespace, self.name, message)
+            self.kube.patch_status(self.namespace, self.name, {
+                "phase": "Failed", "failureClass": "StatusRefused", "message": message,
+                "completionTime": now_iso(),
+                "conditions": conditions(self.status.get("conditions") or [], "Failed",
+                                         message, self.meta.get("generation", 1),
+                                         reason="StatusRefused")})
 
-    def _expire(self, status: dict) -> None:
-        ttl = self.spec.get("ttlSecondsAfterFinished")
-        finished = status.get("completionTime")
-        if ttl is None or not finished:
-            return
-        from kubemr_operator.status import parse_iso
 
-        if self.now - parse_iso(finished) >= ttl:
-            self.kube.delete_job(self.namespace, self.name)
+def _changed(old: list | None, new: list) -> bool:
+    strip = [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in old or []]
+    return strip != [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in new]
+
+
+def owned_data(uri: str, work: str, settings: Settings) -> bool:
+    """Whether `uri` lies in the job's work prefix, or in its per-node equivalent."""
+    if uri.startswith(work + "/"):
+        return True
+    if not (uri.startswith("s3://") and work.startswith("s3://")):
+        return False
+    buckets = {s.get("bucket") for s in settings.node_servers}
+    _, bucket, key = split_uri(uri)
+    return bucket in buckets and key.startswith(split_uri(work)[2] + "/")
 
 
 def delete_work(job: dict, settings: Settings) -> None:
-    """Delete a job's intermediate data: plan, attempt markers, map outputs, uncommitted parts."""
+    """Delete a job's intermediate data: plan, attempt markers, map outputs, uncommitted parts.
+
+    Map outputs on per-node servers are found through the COMMITs, and deleted only where they
+    lie in the job's own prefix there."""
     work = work_uri(job, settings)
     store = store_for(work)
     for record_uri in [o.uri for o in store.list(work + "/") if o.uri.endswith("/COMMIT")]:
@@ -381,7 +461,7 @@ def delete_work(job: dict, settings: Settings) -> None:
             data = json.loads(store.read_bytes(record_uri)).get("data", "")
         except (StorageError, ValueError):
             continue
-        if data and not data.startswith(work + "/"):
+        if data and not data.startswith(work + "/") and owned_data(data, work, settings):
             store_for(data).delete(data)
     store.delete_prefix(work + "/")
 

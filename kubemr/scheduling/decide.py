@@ -1,0 +1,183 @@
+"""`decide`: from the tasks as observed and the clock, what to launch, what to stop, and
+whether the job has failed. Pure: state and clock in, actions out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kubemr.scheduling.failures import (
+    DEADLINE_EXCEEDED,
+    MAP_OUTPUT_LOST,
+    NOT_STARTED,
+    RULES,
+    TIMEOUT,
+    USER_ERROR,
+)
+from kubemr.scheduling.policy import Policy
+from kubemr.scheduling.state import PENDING, RUNNING, SUCCEEDED, Attempt, Task
+
+SUPERSEDED = "Superseded"  # another attempt of the task committed first
+JOB_FAILED = "JobFailed"
+
+
+@dataclass(frozen=True)
+class Launch:
+    task: Task
+    number: int
+    avoid_node: str | None = None
+
+
+@dataclass(frozen=True)
+class Stop:
+    task: Task
+    attempt: Attempt
+    reason: str  # a failure class, SUPERSEDED or JOB_FAILED
+
+
+@dataclass
+class Decision:
+    phase: str  # Mapping | Reducing | Succeeded | Failed
+    launch: list[Launch] = field(default_factory=list)
+    stop: list[Stop] = field(default_factory=list)
+    lost_maps: list[Task] = field(default_factory=list)  # committed map outputs to make again
+    failure: str = ""  # the class that failed the job
+    message: str = ""
+    waiting: int = 0  # tasks ready to run but held back by parallelism or backoff
+
+
+def decide(tasks: list[Task], policy: Policy, now: float,
+           started: float | None = None) -> Decision:
+    """Marks timed-out attempts and lost map outputs failed on `tasks`, then decides."""
+    stops = _time_out(tasks, policy, now)
+    if policy.active_deadline is not None and started is not None \
+            and now - started > policy.active_deadline:
+        return _fail(tasks, stops, DEADLINE_EXCEEDED,
+                     f"the job ran longer than activeDeadlineSeconds "
+                     f"({policy.active_deadline:.0f}s)")
+    maps = [t for t in tasks if t.kind == "map"]
+    reduces = [t for t in tasks if t.kind == "reduce"]
+    lost = _lose_map_outputs(maps, reduces, now)
+    mapping = not all(t.committed for t in maps)
+    if not mapping and all(t.committed for t in reduces):
+        return Decision("Succeeded", stop=stops)
+    decision = Decision("Mapping" if mapping else "Reducing", stop=stops, lost_maps=lost)
+    active = maps if mapping else reduces
+    for task in active:
+        failure = _exhausted(task, policy)
+        if failure:
+            return _fail(tasks, stops, *failure)
+    running = sum(1 for t in tasks if not t.committed for a in t.attempts
+                  if a.active or a.state == SUCCEEDED)
+    room = policy.parallelism - running
+    for task in active:
+        launch = _next_attempt(task, policy, now)
+        if launch is None:
+            continue
+        if len(decision.launch) < room:
+            decision.launch.append(launch)
+        else:
+            decision.waiting += 1
+    return decision
+
+
+def _time_out(tasks: list[Task], policy: Policy, now: float) -> list[Stop]:
+    stops = []
+    timeout = policy.task_timeout
+    for task in tasks:
+        for attempt in task.attempts:
+            if not attempt.active:
+                continue
+            if task.committed:
+                if attempt.number != task.committed_attempt:
+                    stops.append(Stop(task, attempt, SUPERSEDED))
+            elif attempt.state == PENDING and attempt.launched is not None \
+                    and now - attempt.launched > timeout:
+                detail = f": {attempt.message}" if attempt.message else ""
+                attempt.fail(NOT_STARTED, f"the attempt did not start within {timeout:.0f}s"
+                             f"{detail}", now)
+                stops.append(Stop(task, attempt, NOT_STARTED))
+            elif attempt.state == RUNNING:
+                since = max(attempt.launched or now, attempt.progress or 0)
+                if now - since > timeout:
+                    attempt.fail(TIMEOUT, f"no progress for {now - since:.0f}s "
+                                 f"(taskTimeoutSeconds {timeout:.0f})", now)
+                    stops.append(Stop(task, attempt, TIMEOUT))
+    return stops
+
+
+def _lose_map_outputs(maps: list[Task], reduces: list[Task], now: float) -> list[Task]:
+    """Committed map outputs that a reduce attempt could not read are made again."""
+    lost = []
+    for reduce in reduces:
+        attempt = reduce.latest
+        if attempt is None or attempt.failure != MAP_OUTPUT_LOST:
+            continue
+        for index, number in attempt.lost_maps:
+            task = maps[index] if index < len(maps) else None
+            if task and task.committed and task.latest and task.latest.number == number:
+                task.committed = False
+                task.latest.fail(MAP_OUTPUT_LOST, f"its committed output was lost: "
+                                 f"{reduce.label} could not read it", now)
+                lost.append(task)
+    return lost
+
+
+def _exhausted(task: Task, policy: Policy) -> tuple[str, str] | None:
+    attempt = task.latest
+    if task.committed or attempt is None or attempt.state != "failed":
+        return None
+    rule = RULES.get(attempt.failure, RULES[USER_ERROR])
+    tail = "\n".join(attempt.message.strip().splitlines()[-10:])
+    if rule.counts:
+        used = sum(1 for a in task.failures() if RULES.get(a.failure, rule).counts)
+        if used >= policy.max_attempts:
+            return attempt.failure, (f"{task.label} failed on all {policy.max_attempts} "
+                                     f"attempts ({attempt.failure}): {tail}")
+    elif len(task.failures(attempt.failure)) >= rule.limit:
+        return attempt.failure, (f"{task.label} failed {rule.limit} times "
+                                 f"({attempt.failure}): {tail}")
+    return None
+
+
+def _next_attempt(task: Task, policy: Policy, now: float) -> Launch | None:
+    if task.committed:
+        return None
+    attempt = task.latest
+    if attempt is None:
+        return Launch(task, 1)
+    if attempt.state != "failed":
+        return None
+    rule = RULES.get(attempt.failure, RULES[USER_ERROR])
+    if rule.backs_off and attempt.finished is not None:
+        backoffs = sum(1 for a in task.failures() if RULES.get(a.failure, rule).backs_off)
+        if now - attempt.finished < policy.backoff(backoffs):
+            return None
+    return Launch(task, task.next_number, attempt.node if rule.avoids_node else None)
+
+
+def _fail(tasks: list[Task], stops: list[Stop], failure: str, message: str) -> Decision:
+    stopping = {id(s.attempt) for s in stops}
+    stops = stops + [Stop(t, a, JOB_FAILED) for t in tasks for a in t.attempts
+                     if a.active and id(a) not in stopping]
+    return Decision("Failed", stop=stops, failure=failure, message=message)
+
+
+def counts(tasks: list[Task], kind: str, policy: Policy) -> dict[str, int]:
+    """Tasks of one kind by state, as the status shows them."""
+    result = {"total": 0, "pending": 0, "running": 0, "succeeded": 0, "failed": 0}
+    for task in tasks:
+        if task.kind != kind:
+            continue
+        result["total"] += 1
+        attempt = task.latest
+        if task.committed:
+            result["succeeded"] += 1
+        elif attempt is None:
+            result["pending"] += 1
+        elif attempt.active or attempt.state == SUCCEEDED:
+            result["running"] += 1
+        elif _exhausted(task, policy):
+            result["failed"] += 1
+        else:
+            result["pending"] += 1
+    return result
