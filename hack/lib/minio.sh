@@ -69,3 +69,23 @@ spec:
   - {name: s3, port: 9000, targetPort: 9000, nodePort: 30900}
 YAML
 }
+
+deploy_minio() {
+  local cred="$KUBEMR_CACHE/minio-credentials.env"
+  if [[ ! -f "$cred" ]]; then
+    printf 'accessKey=kubemr\nsecretKey=%s\n' "$(openssl rand -hex 16)" > "$cred"
+    chmod 600 "$cred"
+  fi
+  local ak sk
+  ak=$(sed -n 's/^accessKey=//p' "$cred"); sk=$(sed -n 's/^secretKey=//p' "$cred")
+  log "minio: deploying kubemr-system/minio ($MINIO_IMAGE_REF)"
+  apply_minio_manifests "$ak" "$sk"
+  wait_for 180 "minio ready" bash -c "'$CL/bin/kubectl' --kubeconfig '$CL/kubeconfig' -n kubemr-system rollout status deploy/minio --timeout=5s"
+  local ip; ip=$(kctl -n kubemr-system get svc minio -o jsonpath='{.spec.clusterIP}')
+  if [[ "$(cat "$CL/mode" 2>/dev/null)" == local ]]; then
+    wait_for 60 "minio reachable from the host at $ip:9000" curl -sf "http://$ip:9000/minio/health/ready"
+    log "minio: http://minio.kubemr-system:9000 in pods, http://$ip:9000 from the host"
+  else
+    log "minio: http://minio.kubemr-system:9000 in pods (kubectl -n kubemr-system port-forward svc/minio 9000 for the host)"
+  fi
+}
