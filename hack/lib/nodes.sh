@@ -48,9 +48,8 @@ start_kubelet() {
 
 import_images_node() {  # import_images_node I TAR...
   local i=$1; shift; node_dirs "$i"
-  local t ref
+  local t
   for t in "$@"; do
-    ref=$(basename "$t" .tar)
     ctr -a "$SOCK" -n k8s.io images import --snapshotter overlayfs --no-unpack=false "$t" >/dev/null \
       || die "import of $t into $N failed"
   done
