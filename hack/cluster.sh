@@ -35,11 +35,20 @@ log() {
   if [[ -d "$KUBEMR_LOG_DIR" ]]; then echo "$(date +%T) $line" >> "$KUBEMR_LOG_DIR/cluster.log"; fi
 }
 die() { log "ERROR: $*"; exit 1; }
+kctl() { "$CL/bin/kubectl" --kubeconfig "$CL/kubeconfig" "$@"; }
 
 source "$HACK/lib/versions.sh"
 source "$HACK/lib/build.sh"
 source "$HACK/lib/images.sh"
+source "$HACK/lib/render.sh"
+source "$HACK/lib/proc.sh"
 source "$HACK/lib/local.sh"
+source "$HACK/lib/network.sh"
+source "$HACK/lib/pki.sh"
+source "$HACK/lib/control-plane.sh"
+source "$HACK/lib/addons.sh"
+source "$HACK/lib/nodes.sh"
+source "$HACK/lib/node-failure.sh"
 source "$HACK/lib/minio.sh"
 source "$HACK/lib/kind.sh"
 

@@ -4,7 +4,7 @@
 #   hack/minio.sh start DIR PORT start a server on 127.0.0.1:PORT with data in DIR; print its pid
 set -euo pipefail
 
-MINIO_VERSION="${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}"
+source "$(dirname "${BASH_SOURCE[0]}")/lib/versions.sh"   # MINIO_VERSION
 CACHE="${KUBEMR_CACHE:-$HOME/.cache/kubemr}"
 BIN="$CACHE/bin/minio-$MINIO_VERSION"
 

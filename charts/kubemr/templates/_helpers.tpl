@@ -20,3 +20,34 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 {{- define "kubemr.bucketEndpoints" -}}
 {{- range $i, $node := .Values.minioNodes }}{{ if $i }},{{ end }}{{ printf "node-%s" $node | quote }}: {{ printf "http://minio-%s.%s:9000" $node $.Release.Namespace | quote }}{{- end }}
 {{- end }}
+
+{{- /*
+kubemr.minioServers: the MinIO servers the chart runs, as a YAML list. The shared one
+(minio: true) is "minio", the default storageEndpoint; with minioPerNode, one per node of
+minioNodes, pinned to it. Each has the labels that select its pods (as they always were: a
+Deployment's selector cannot change), and a node or a nodePort.
+*/}}
+{{- define "kubemr.minioServers" -}}
+{{- if .Values.minio }}
+- name: minio
+  selector: {app.kubernetes.io/name: minio}
+  nodePort: {{ .Values.minioNodePort | int }}
+{{- end }}
+{{- if .Values.minioPerNode }}
+{{- range $node := .Values.minioNodes }}
+- name: minio-{{ $node }}
+  node: {{ $node | quote }}
+  selector: {app.kubernetes.io/component: minio, kubemr.io/storage-node: {{ $node | quote }}}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- /* kubemr.minioLabels (list ROOT SERVER): the labels of a MinIO server's Deployment and Service. */}}
+{{- define "kubemr.minioLabels" -}}
+{{- $server := index . 1 }}
+{{- include "kubemr.labels" (index . 0) }}
+app.kubernetes.io/component: minio
+{{- with $server.node }}
+kubemr.io/storage-node: {{ . }}
+{{- end }}
+{{- end }}
