@@ -22,3 +22,12 @@ def test_crd_copies_are_identical():
               os.path.join(REPO, "charts", "kubemr", "crds", "mapreducejob.yaml")]
     for copy in copies:
         assert filecmp.cmp(source, copy, shallow=False), f"{copy} differs from {source}"
+
+
+def test_the_import_boundaries_hold():
+    """pyproject.toml's [tool.importlinter] contracts: the engine, scheduling, storage, spec and
+    runtime import no Kubernetes; only the handlers import kopf; the worker starts light."""
+    linter = os.path.join(os.path.dirname(sys.executable), "lint-imports")
+    result = subprocess.run([linter, "--no-cache"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "0 broken" in result.stdout
