@@ -12,25 +12,20 @@ operator against a real cluster.
 
 from __future__ import annotations
 
-import json
 import os
-import resource
-import subprocess
-import sys
-import time
 from collections import Counter
-from datetime import UTC, datetime
 
 import pytest
 from kubemr_operator.config import Settings
-from kubemr_operator.reconcile import reconcile, work_uri
+from kubemr_operator.reconcile import work_uri
 
 from kubemr.engine import commit
 from kubemr.errors import JobFailed
 from kubemr.runtime import local
-from kubemr.runtime.local import parse_quantity, run_local
+from kubemr.runtime.local import run_local
 from kubemr.spec.names import LABEL_JOB_UID
 from tests.conftest import make_job, read_output
+from tests.unit.standin import StandInCluster, job_object, run_to_the_end
 
 FIRST_ATTEMPT_ONLY = """
 import os, signal, sys, time
@@ -119,115 +114,15 @@ def run_locally(tmp_path, scenario, monkeypatch):
 
 # -- the operator's pass, with a stand-in for the API server and the kubelet -------------------
 
-def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class StandInCluster:
-    """Pods as worker processes; pod status as the kubelet would report it."""
-
-    def __init__(self, job: dict, scratch, settings: Settings, lose_before_reduce: bool):
-        self.job = job
-        self.scratch = scratch
-        self.settings = settings
-        self.pods: dict[str, dict] = {}
-        self.processes: dict[str, subprocess.Popen] = {}
-        self.events: list[tuple[str, str, str]] = []
-        self.lose_before_reduce = lose_before_reduce
-
-    # The calls the operator makes (kubemr_operator.kube.Kube).
-    def list_pods(self, namespace, selector, unfinished=False):
-        self.poll()
-        key, _, value = selector.partition("=")
-        return [json.loads(json.dumps(p)) for p in self.pods.values()
-                if p["metadata"]["labels"].get(key) == value
-                and not (unfinished and p["status"]["phase"] == "Succeeded")]
-
-    def ready_nodes(self):
-        return {"node-a"}
-
-    def create_pod(self, pod):
-        name = pod["metadata"]["name"]
-        if name in self.pods:
-            return
-        container = pod["spec"]["containers"][0]
-        env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
-        document = json.loads(env["KUBEMR_TASK"])
-        if document["type"] == "reduce" and self.lose_before_reduce:
-            lose_map_output(document["work"])
-            self.lose_before_reduce = False
-        path = os.path.join(self.scratch, name)
-        with open(path + ".json", "w") as f:
-            json.dump(document, f)
-        limit = parse_quantity(container["resources"]["limits"]["memory"])
-        self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "kubemr.runtime.worker", path + ".json", "--result",
-             path + ".result"],
-            env=dict(os.environ, KUBEMR_SCRATCH=str(self.scratch),
-                     KUBEMR_HEARTBEAT_SECONDS=env["KUBEMR_HEARTBEAT_SECONDS"],
-                     PYTHONPATH=os.pathsep.join(p for p in sys.path if p)),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
-        pod = json.loads(json.dumps(pod))
-        pod["metadata"]["creationTimestamp"] = iso(time.time())
-        pod["spec"]["nodeName"] = "node-a"
-        pod["status"] = {"phase": "Running"}
-        self.pods[name] = pod
-
-    def delete_pod(self, namespace, name):
-        process = self.processes.pop(name, None)
-        if process:
-            process.kill()
-            process.wait()
-        self.pods.pop(name, None)
-
-    def patch_status(self, namespace, name, status):
-        self.job["status"] = {**self.job.get("status", {}), **status}
-
-    def delete_job(self, namespace, name):
-        raise AssertionError("no TTL in these jobs")
-
-    def poll(self):
-        for name, process in list(self.processes.items()):
-            code = process.poll()
-            if code is None:
-                continue
-            del self.processes[name]
-            try:
-                with open(os.path.join(self.scratch, name + ".result")) as f:
-                    message = f.read()
-            except OSError:
-                message = ""
-            terminated = {"exitCode": 137 if code < 0 else code, "message": message,
-                          "finishedAt": iso(time.time())}
-            self.pods[name]["status"] = {
-                "phase": "Succeeded" if code == 0 else "Failed",
-                "containerStatuses": [{"state": {"terminated": terminated}}]}
-
-    def post_event(self, job, event_type, reason, message):
-        self.events.append((event_type, reason, message))
-
-
 def run_through_the_operator(tmp_path, scenario):
     spec = job_for(tmp_path, scenario, "operator")
-    job = {"apiVersion": "kubemr.io/v1alpha1", "kind": "MapReduceJob",
-           "metadata": {"name": "agree", "namespace": "team", "uid": "0a1b2c3d4e5f",
-                        "generation": 1},
-           "spec": json.loads(json.dumps(spec.spec)), "status": {}}
+    job = job_object(spec.spec, name="agree")
     settings = Settings(work_uri=f"file://{tmp_path}/work", heartbeat_seconds=1.0)
     scratch = tmp_path / "pods"
     scratch.mkdir()
-    cluster = StandInCluster(job, scratch, settings, scenario == "lost map output")
-    deadline = time.time() + 120
-    try:
-        while job["status"].get("phase") not in ("Succeeded", "Failed"):
-            assert time.time() < deadline, f"the job did not end: {job['status']}"
-            reconcile(job, cluster, settings, cluster.post_event)
-            time.sleep(0.05)
-    finally:
-        for name in list(cluster.processes):
-            cluster.delete_pod("team", name)
-    assert job["status"]["phase"] == "Succeeded", job["status"]
+    cluster = StandInCluster(job, scratch, settings,
+                             lose_map_output if scenario == "lost map output" else None)
+    assert run_to_the_end(job, cluster, settings)["phase"] == "Succeeded", job["status"]
     failed = sorted(
         (kind, index, attempt, failure)
         for _, reason, message in cluster.events if reason == "TaskFailed"

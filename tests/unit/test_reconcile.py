@@ -1,0 +1,181 @@
+"""The operator's reconcile pass against a file:// store and a stand-in for the API server: a job
+ends right or not at all whatever happens between two of its writes."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+
+import pytest
+from kubemr_operator import reconcile as reconcile_module
+from kubemr_operator.config import Settings
+from kubemr_operator.reconcile import reconcile, work_uri
+from kubernetes.client.rest import ApiException
+
+from tests.conftest import make_job, read_output
+from tests.unit.standin import StandInCluster, job_object, run_to_the_end
+
+WORDCOUNT = """
+def mapper(offset, line):
+    for word in line.split():
+        yield word, 1
+
+def shouting(offset, line):
+    for word in line.split():
+        yield word.upper(), 1
+
+def reducer(word, counts):
+    yield word, sum(counts)
+"""
+WANT = Counter({"alpha": 40, "beta": 40, "f0": 10, "f1": 10, "f2": 10, "f3": 10})
+
+
+@pytest.fixture
+def setup(tmp_path):
+    data = tmp_path / "in"
+    data.mkdir()
+    for i in range(4):
+        (data / f"f{i}.txt").write_text(f"alpha beta f{i}\n" * 10)
+    spec = make_job(tmp_path, WORDCOUNT, str(data) + "/", reducer="reducer", reducers=2,
+                    backoffSeconds=0).spec
+    settings = Settings(work_uri=f"file://{tmp_path}/work", heartbeat_seconds=1.0)
+    scratch = tmp_path / "pods"
+    scratch.mkdir()
+    reconcile_module._caches.clear()
+    return tmp_path, spec, settings, scratch
+
+
+def counts(tmp_path) -> Counter:
+    return Counter({k: int(v) for k, v in (line.split("\t")
+                                            for line in read_output(tmp_path / "out"))})
+
+
+def test_a_job_runs_to_its_output_and_leaves_no_work_behind(setup):
+    tmp_path, spec, settings, scratch = setup
+    job = job_object(spec)
+    cluster = StandInCluster(job, scratch, settings)
+    status = run_to_the_end(job, cluster, settings)
+    assert status["phase"] == "Succeeded" and status["mapsDone"] == "4/4"
+    assert status["attempts"] == 6 and status["reducesDone"] == "2/2"
+    assert [c["status"] for c in status["conditions"]] == ["False", "True", "False"]
+    assert counts(tmp_path) == WANT
+    assert not os.path.exists(work_uri(job, settings)[len("file://"):])
+
+
+def test_editing_the_spec_mid_job_changes_nothing_but_the_mutable_fields(setup):
+    tmp_path, spec, settings, scratch = setup
+    job = job_object(spec)
+    cluster = StandInCluster(job, scratch, settings)
+    reconcile(job, cluster, settings, cluster.post_event)  # planned and launched
+    job["spec"].update(reducers=1, mapper="shouting", parallelism=1)
+    status = run_to_the_end(job, cluster, settings)
+    assert status["phase"] == "Succeeded"
+    assert sorted(os.listdir(tmp_path / "out")) == ["_SUCCESS", "part-00000", "part-00001"]
+    assert counts(tmp_path) == WANT
+
+
+def test_a_status_write_that_fails_at_success_repeats_to_the_same_end(setup):
+    tmp_path, spec, settings, scratch = setup
+    job = job_object(spec)
+    cluster = StandInCluster(job, scratch, settings)
+    patch = cluster.patch_status
+    failures = []
+
+    def flaky(namespace, name, status):
+        if status["phase"] == "Succeeded" and len(failures) < 3:
+            failures.append(status)
+            reconcile_module._caches.clear()  # as if the operator restarted, too
+            raise ApiException(status=500, reason="etcd timeout")
+        patch(namespace, name, status)
+
+    cluster.patch_status = flaky
+
+    def run_once():
+        try:
+            reconcile(job, cluster, settings, cluster.post_event)
+        except ApiException:
+            pass
+
+    while job["status"].get("phase") not in ("Succeeded", "Failed"):
+        run_once()
+    cluster.stop_all()
+    assert len(failures) == 3
+    assert job["status"]["phase"] == "Succeeded", job["status"]
+    assert job["status"]["attempts"] == 6, "a committed task ran again"
+    assert counts(tmp_path) == WANT
+
+
+def test_a_status_the_api_server_refuses_for_good_fails_the_job(setup):
+    tmp_path, spec, settings, scratch = setup
+    job = job_object(spec)
+    cluster = StandInCluster(job, scratch, settings)
+    patch = cluster.patch_status
+
+    def refusing(namespace, name, status):
+        if status.get("failureClass") != "StatusRefused":
+            raise ApiException(status=422, reason="Unprocessable Entity")
+        patch(namespace, name, status)
+
+    cluster.patch_status = refusing
+    status = run_to_the_end(job, cluster, settings)
+    assert status["phase"] == "Failed" and status["failureClass"] == "StatusRefused"
+    assert "refused the job's status" in status["message"]
+
+
+def test_an_operator_restart_before_every_pass_reruns_nothing(setup):
+    tmp_path, spec, settings, scratch = setup
+    job = job_object(spec)
+    cluster = StandInCluster(job, scratch, settings)
+    status = run_to_the_end(job, cluster, settings, between=reconcile_module._caches.clear)
+    assert status["phase"] == "Succeeded" and status["attempts"] == 6
+    assert counts(tmp_path) == WANT
+
+
+def test_nothing_starts_once_the_job_is_being_deleted(setup):
+    tmp_path, spec, settings, scratch = setup
+    job = job_object(spec)
+    job["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    cluster = StandInCluster(job, scratch, settings)
+    reconcile(job, cluster, settings, cluster.post_event)
+    assert cluster.pods == {} and job["status"] == {}
+
+
+def test_a_job_created_again_under_the_same_name_adopts_nothing(setup):
+    tmp_path, spec, settings, scratch = setup
+    old = job_object(spec, uid="old000000000")
+    cluster = StandInCluster(old, scratch, settings)
+    reconcile(old, cluster, settings, cluster.post_event)
+    old_pods = set(cluster.pods)
+    new = job_object(spec, uid="new111111111")
+    cluster.job = new
+    status = run_to_the_end(new, cluster, settings)
+    assert status["phase"] == "Succeeded" and status["attempts"] == 6
+    assert old_pods.isdisjoint(p for p in cluster.pods if "new11" in p)
+    assert counts(tmp_path) == WANT
+
+
+def test_bad_input_fails_at_once_with_the_problem_named(setup):
+    tmp_path, spec, settings, scratch = setup
+    spec = json.loads(json.dumps(spec))
+    spec["input"]["uris"] = [f"file://{tmp_path}/missing/"]
+    job = job_object(spec)
+    cluster = StandInCluster(job, scratch, settings)
+    status = run_to_the_end(job, cluster, settings, timeout=10)
+    assert status["phase"] == "Failed" and status["failureClass"] == "InvalidInput"
+    assert "missing" in status["message"]
+
+
+def test_a_task_failing_on_every_attempt_fails_the_job_and_stops_its_pods(setup):
+    tmp_path, spec, settings, scratch = setup
+    spec = dict(spec, mapper="broken", maxAttempts=2,
+                code={"inline": WORDCOUNT + "\ndef broken(k, v):\n    raise KeyError(k)\n"})
+    job = job_object(spec)
+    cluster = StandInCluster(job, scratch, settings)
+    status = run_to_the_end(job, cluster, settings)
+    assert status["phase"] == "Failed" and status["failureClass"] == "UserError"
+    assert "failed on all 2 attempts (UserError)" in status["message"]
+    assert "KeyError" in status["message"]
+    assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+    assert not os.path.exists(work_uri(job, settings)[len("file://"):])
+    assert [e for e in cluster.events if e[1] == "TaskFailed"]
