@@ -17,6 +17,10 @@ class StorageError(KubemrError):
     """Input is missing, output is in the way, or the object store refused a request."""
 
 
+class UntrustedCommit(KubemrError):
+    """A task's COMMIT names data outside its job's own work prefix."""
+
+
 class StorageUnavailable(StorageError):
     """The object store could not be reached or answered with a server error: try later."""
 

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
 from kubemr.engine import counters as counter_math
-from kubemr.errors import StorageError
+from kubemr.errors import StorageError, UntrustedCommit
 from kubemr.storage import join, normalize_uri, store_for
 
 SUCCESS = "_SUCCESS"
@@ -129,23 +130,33 @@ def check_output(spec: dict) -> None:
         )
 
 
-def commit_job(job_name: str, spec: dict, work: str, job_counters: dict) -> str:
-    """Copy every committed part under the output prefix, then write _SUCCESS. Idempotent."""
+def commit_job(job_name: str, spec: dict, work: str, job_counters: dict,
+               trusted: Callable[[str], bool] = lambda uri: True) -> str:
+    """Copy every committed part under the output prefix, then write _SUCCESS. Idempotent.
+
+    Every part a reduce COMMIT names must pass `trusted` before anything is copied or deleted.
+    """
     prefix = output_prefix(spec)
     store = store_for(prefix)
     if store.exists(join(prefix, SUCCESS)):
         if not spec["output"].get("overwrite"):
             return prefix
         store.delete(join(prefix, SUCCESS))
-    wanted = {part_name(r) for r in range(spec["reducers"])}
-    for obj in store.list(prefix):
-        if obj.uri[len(prefix):] not in wanted:
-            store.delete(obj.uri)
+    parts = []
     for r in range(spec["reducers"]):
         record = read_commit(work, "reduce", r)
         if record is None:
             raise StorageError(f"reduce task {r} has no commit under {work}")
-        data = record["data"]
+        if not isinstance(record.get("data"), str) or not trusted(record["data"]):
+            raise UntrustedCommit(
+                f"the COMMIT of reduce task {r} names {record.get('data')!r}, outside the "
+                f"job's work prefix {work}/: nothing was copied or deleted")
+        parts.append(record["data"])
+    wanted = {part_name(r) for r in range(spec["reducers"])}
+    for obj in store.list(prefix):
+        if obj.uri[len(prefix):] not in wanted:
+            store.delete(obj.uri)
+    for r, data in enumerate(parts):
         if store_for(data) is store:
             store.copy(data, join(prefix, part_name(r)))
         else:

@@ -10,10 +10,11 @@ from __future__ import annotations
 from typing import TypedDict
 
 
-class JobRef(TypedDict):
+class JobRef(TypedDict, total=False):
     name: str
     namespace: str
-    spec: dict
+    spec: dict  # the spec itself, or
+    specUri: str  # where it is kept (a pod's environment holds at most 128 KiB)
 
 
 class TaskDocument(TypedDict, total=False):
@@ -27,14 +28,33 @@ class TaskDocument(TypedDict, total=False):
     maps: int
 
 
-def task_document(*, name: str, namespace: str, spec: dict, work: str, kind: str, index: int,
-                  attempt: int, split: dict | None = None, data_node: str | None = None,
+def task_document(*, name: str, namespace: str, work: str, kind: str, index: int,
+                  attempt: int, spec: dict | None = None, spec_uri: str | None = None,
+                  split: dict | None = None, data_node: str | None = None,
                   maps: int | None = None) -> TaskDocument:
-    document: TaskDocument = {"job": {"name": name, "namespace": namespace, "spec": spec},
-                              "work": work, "type": kind, "index": index, "attempt": attempt}
+    job: JobRef = {"name": name, "namespace": namespace}
+    if spec_uri:
+        job["specUri"] = spec_uri
+    else:
+        job["spec"] = spec
+    document: TaskDocument = {"job": job, "work": work, "type": kind, "index": index,
+                              "attempt": attempt}
     if kind == "map":
         document["split"] = split
         document["dataNode"] = data_node
     else:
         document["maps"] = maps
     return document
+
+
+def with_spec(document: TaskDocument) -> TaskDocument:
+    """The document with its job's spec in it, read from the store if it names where."""
+    job = document["job"]
+    if "spec" in job:
+        return document
+    import json
+
+    from kubemr.storage import store_for
+
+    spec = json.loads(store_for(job["specUri"]).read_bytes(job["specUri"]))
+    return {**document, "job": {**job, "spec": spec}}

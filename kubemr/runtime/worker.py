@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--result", help="write the outcome here as JSON")
     args = parser.parse_args(argv)
     from kubemr.runtime.attempt import run_task
+    from kubemr.runtime.document import with_spec
 
     _raise_open_file_limit()
     if args.task:
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         task = json.loads(os.environ["KUBEMR_TASK"])
     _start_heartbeat(task)
     try:
-        record = run_task(task)
+        record = run_task(with_spec(task))
         outcome = {"ok": True, "commit": record}
         code = 0
     except Exception as e:

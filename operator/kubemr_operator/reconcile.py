@@ -21,7 +21,7 @@ from kubernetes.client.rest import ApiException
 from kubemr.engine import commit
 from kubemr.engine import counters as counter_math
 from kubemr.engine.plan import plan_splits
-from kubemr.errors import KubemrError, StorageError, StorageUnavailable
+from kubemr.errors import KubemrError, StorageError, StorageUnavailable, UntrustedCommit
 from kubemr.runtime.document import task_document
 from kubemr.scheduling import Decision, Launch, Policy, Task, counts, decide, new_tasks
 from kubemr.scheduling.failures import LAUNCH_FAILED, MAP_OUTPUT_LOST
@@ -101,19 +101,21 @@ def normalized_spec(spec: dict) -> dict:
 
 
 def load_plan(job: dict, work: str, settings: Settings) -> Plan:
-    """Planned once and kept in the store with the spec it was planned from."""
-    uri = join(work, "plan.json")
+    """Planned once and kept in the store (plan.json) with the spec it was planned from
+    (spec.json, which task pods read too)."""
+    uri, spec_uri = join(work, "plan.json"), join(work, "spec.json")
     store = store_for(uri)
     if store.exists(uri):
-        saved = json.loads(store.read_bytes(uri))
-        return Plan(saved["spec"], saved["splits"])
+        return Plan(json.loads(store.read_bytes(spec_uri)),
+                    json.loads(store.read_bytes(uri))["splits"])
     spec = normalized_spec(job["spec"])
     commit.check_output(spec)
     splits = plan_splits(spec["input"]["uris"], spec["input"]["format"],
                          spec["input"]["splitSize"])
     plan = Plan(spec, [{"split": s.to_dict(), "node": data_node(s.uri, settings)}
                        for s in splits])
-    store.write_bytes(uri, json.dumps({"spec": plan.spec, "splits": plan.splits}).encode())
+    store.write_bytes(spec_uri, json.dumps(plan.spec).encode())
+    store.write_bytes(uri, json.dumps({"splits": plan.splits}).encode())
     return plan
 
 
@@ -167,7 +169,14 @@ class Pass:
             self._record_failed(decision.failure, decision.message, (world, policy))
             self._cleanup()
         elif decision.phase == "Succeeded":
-            output = commit.commit_job(self.name, plan.spec, self.work, self._counters())
+            try:
+                output = commit.commit_job(
+                    self.name, plan.spec, self.work, self._counters(),
+                    trusted=lambda uri: owned_data(uri, self.work, self.settings))
+            except UntrustedCommit as e:
+                self._record_failed("UntrustedCommit", str(e), (world, policy))
+                self._cleanup()
+                return
             self._write_status("Succeeded", world, policy,
                                {"completionTime": now_iso(),
                                 "message": f"output committed to {output}"})
@@ -323,7 +332,8 @@ class Pass:
         task, number = launch.task, launch.number
         split = plan.splits[task.index] if task.kind == "map" else {}
         document = task_document(
-            name=self.name, namespace=self.namespace, spec=plan.spec, work=self.work,
+            name=self.name, namespace=self.namespace, spec_uri=join(self.work, "spec.json"),
+            work=self.work,
             kind=task.kind, index=task.index, attempt=number, split=split.get("split"),
             data_node=split.get("node"), maps=len(plan.splits))
         pod = build_task_pod(job=self.job, task=document, settings=self.settings,
@@ -455,15 +465,20 @@ def delete_work(job: dict, settings: Settings) -> None:
     Map outputs on per-node servers are found through the COMMITs, and deleted only where they
     lie in the job's own prefix there."""
     work = work_uri(job, settings)
-    store = store_for(work)
-    for record_uri in [o.uri for o in store.list(work + "/") if o.uri.endswith("/COMMIT")]:
-        try:
-            data = json.loads(store.read_bytes(record_uri)).get("data", "")
-        except (StorageError, ValueError):
-            continue
-        if data and not data.startswith(work + "/") and owned_data(data, work, settings):
-            store_for(data).delete(data)
-    store.delete_prefix(work + "/")
+    if work.startswith("s3://"):
+        path = split_uri(work)[2]
+        for server in settings.node_servers:  # every attempt's map output, lost ones too
+            node_prefix = f"s3://{server['bucket']}/{path}/"
+            store_for(node_prefix).delete_prefix(node_prefix)
+    code = (job["spec"].get("code") or {}).get("pickle") or ""
+    if code.startswith(code_prefix(job, settings)):
+        store_for(code).delete(code)
+    store_for(work).delete_prefix(work + "/")
+
+
+def code_prefix(job: dict, settings: Settings) -> str:
+    """Where the SDK uploads a namespace's code bundles; kubemr deletes one with its job."""
+    return join(settings.work_uri, "code", job["metadata"].get("namespace", "default")) + "/"
 
 
 def reconcile(job: dict, kube: Kube, settings: Settings, events: Events) -> None:

@@ -179,3 +179,25 @@ def test_a_task_failing_on_every_attempt_fails_the_job_and_stops_its_pods(setup)
     assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
     assert not os.path.exists(work_uri(job, settings)[len("file://"):])
     assert [e for e in cluster.events if e[1] == "TaskFailed"]
+
+
+def test_a_forged_commit_naming_data_outside_the_job_is_neither_copied_nor_deleted(setup):
+    """A task pod writes its own COMMIT; one that names another tenant's object (as code with
+    the job's credentials could write) fails the job, and that object is not touched."""
+    tmp_path, spec, settings, scratch = setup
+    secret = tmp_path / "other-team" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("not yours\n")
+    job = job_object(spec)
+    cluster = StandInCluster(job, scratch, settings)
+    work = work_uri(job, settings)[len("file://"):]
+
+    # Planted as a task could, with the job's credentials: a COMMIT for reduce task 1.
+    os.makedirs(os.path.join(work, "reduce-00001"))
+    with open(os.path.join(work, "reduce-00001", "COMMIT"), "w") as f:
+        json.dump({"data": f"file://{secret}", "attempt": 1, "counters": {}}, f)
+    status = run_to_the_end(job, cluster, settings)
+    assert status["phase"] == "Failed" and status["failureClass"] == "UntrustedCommit"
+    assert str(secret) in status["message"]
+    assert secret.read_text() == "not yours\n"
+    assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
