@@ -25,6 +25,9 @@ class Settings:
     heartbeat_seconds: float = 10.0
     # Per-node MinIO servers: [{"node": ..., "endpoint": ..., "bucket": ...}].
     node_servers: list = field(default_factory=list)
+    # The namespaces whose jobs this operator runs (KUBEMR_NAMESPACES, comma-separated);
+    # empty means every namespace.
+    namespaces: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -38,4 +41,6 @@ class Settings:
             interval=float(env.get("KUBEMR_RECONCILE_SECONDS", cls.interval)),
             heartbeat_seconds=float(env.get("KUBEMR_HEARTBEAT_SECONDS", cls.heartbeat_seconds)),
             node_servers=json.loads(env.get("KUBEMR_NODE_SERVERS") or "[]"),
+            namespaces=tuple(n.strip() for n in env.get("KUBEMR_NAMESPACES", "").split(",")
+                             if n.strip()),
         )

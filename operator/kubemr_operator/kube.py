@@ -19,9 +19,9 @@ class Kube:
             config.load_incluster_config()
         except config.ConfigException:
             config.load_kube_config()
-        self._api = client.ApiClient()
-        self.core = client.CoreV1Api(self._api)
-        self.custom = client.CustomObjectsApi(self._api)
+        self.api_client = client.ApiClient()
+        self.core = client.CoreV1Api(self.api_client)
+        self.custom = client.CustomObjectsApi(self.api_client)
         self._nodes: tuple[float, set[str]] = (0.0, set())
 
     def get_job(self, namespace: str, name: str) -> dict | None:
@@ -32,6 +32,16 @@ class Kube:
             if e.status == 404:
                 return None
             raise
+
+    def list_jobs(self, namespaces: tuple[str, ...] = ()) -> list[dict]:
+        """Every MapReduceJob, or those of `namespaces`."""
+        if not namespaces:
+            return self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]
+        jobs = []
+        for namespace in namespaces:
+            jobs += self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace,
+                                                              PLURAL)["items"]
+        return jobs
 
     def patch_status(self, namespace: str, name: str, status: dict) -> None:
         self.custom.patch_namespaced_custom_object_status(

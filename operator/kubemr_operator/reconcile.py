@@ -481,6 +481,30 @@ def code_prefix(job: dict, settings: Settings) -> str:
     return join(settings.work_uri, "code", job["metadata"].get("namespace", "default")) + "/"
 
 
+def sweep_orphans(kube: Kube, settings: Settings) -> list[str]:
+    """Delete the work prefixes whose job no longer exists (deleted while no operator ran);
+    return them. Prefixes are listed before jobs, so a job created meanwhile keeps its own."""
+    base = settings.work_uri.rstrip("/") + "/"
+    prefixes = set()
+    for obj in store_for(base).list(base):
+        parts = obj.uri[len(base):].split("/")
+        if len(parts) > 2 and parts[0] != "code" and \
+                (not settings.namespaces or parts[0] in settings.namespaces):
+            prefixes.add((parts[0], parts[1]))
+    if not prefixes:
+        return []
+    live = {(j["metadata"]["namespace"], f"{j['metadata']['name']}-{j['metadata']['uid'][:8]}")
+            for j in kube.list_jobs(settings.namespaces)}
+    swept = []
+    for namespace, folder in sorted(prefixes - live):
+        name, _, uid = folder.rpartition("-")
+        delete_work({"metadata": {"namespace": namespace, "name": name, "uid": uid},
+                     "spec": {}}, settings)
+        swept.append(f"{namespace}/{folder}")
+        log.info("deleted the work of a job that is gone: %s", swept[-1])
+    return swept
+
+
 def reconcile(job: dict, kube: Kube, settings: Settings, events: Events) -> None:
     cache = _caches.setdefault(job["metadata"]["uid"], JobCache())
     if not cache.lock.acquire(blocking=False):

@@ -246,7 +246,9 @@ def test_deleting_a_job_removes_its_pods_and_intermediate_data(cluster, ns):
     wait_until(lambda: not cluster.get_json("pods", "-n", ns, "-l",
                                             "kubemr.io/job=doomed")["items"],
                what="the job's pods to be deleted")
-    assert store_for("s3://kubemr-work/").list(f"s3://kubemr-work/{ns}/") == []
+    # The operator deletes the work when it sees the deletion (no finalizer holds the job).
+    wait_until(lambda: store_for("s3://kubemr-work/").list(f"s3://kubemr-work/{ns}/") == [],
+               timeout=60, what="the intermediate data to be deleted")
     for node_bucket in json.loads(os.environ["KUBEMR_S3_BUCKET_ENDPOINTS"]):
         leftovers = store_for(f"s3://{node_bucket}/").list(f"s3://{node_bucket}/{ns}/")
         assert leftovers == [], f"map output left in {node_bucket}"

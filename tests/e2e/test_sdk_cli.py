@@ -228,7 +228,6 @@ def test_cancel_stops_a_running_job(cluster, ns):
                         storage={"secretName": SECRET})
     wait_until(lambda: running_pods(cluster, ns, "cancelled"), what="a running map")
     job.cancel()
-    # The job goes once the operator has seen its pods stop (its finalizer waits for them).
     wait_until(lambda: not cluster.get_json("pods", "-n", ns, "-l",
                                             "kubemr.io/job=cancelled")["items"]
                and not cluster.get_json("mapreducejobs", "-n", ns)["items"],

@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 from kubemr_operator import reconcile as reconcile_module
 from kubemr_operator.config import Settings
-from kubemr_operator.reconcile import reconcile, work_uri
+from kubemr_operator.reconcile import reconcile, sweep_orphans, work_uri
 from kubernetes.client.rest import ApiException
 
 from tests.conftest import make_job, read_output
@@ -201,3 +201,19 @@ def test_a_forged_commit_naming_data_outside_the_job_is_neither_copied_nor_delet
     assert str(secret) in status["message"]
     assert secret.read_text() == "not yours\n"
     assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+
+
+def test_the_sweep_deletes_the_work_of_jobs_that_are_gone_and_only_that(setup):
+    tmp_path, spec, settings, scratch = setup
+    live = job_object(spec, uid="live00000000")
+    gone = job_object(spec, name="gone-job", uid="dead00000000")
+    cluster = StandInCluster(live, scratch, settings)
+    for job in (live, gone):
+        reconcile(job, cluster, settings, cluster.post_event)  # plans, launches
+    cluster.stop_all()
+    (tmp_path / "work" / "code" / "team").mkdir(parents=True)
+    (tmp_path / "work" / "code" / "team" / "bundle.pkl").write_bytes(b"x")
+    assert sweep_orphans(cluster, settings) == ["team/gone-job-dead0000"]
+    assert os.path.exists(work_uri(live, settings)[len("file://"):] + "/plan.json")
+    assert not os.path.exists(work_uri(gone, settings)[len("file://"):])
+    assert (tmp_path / "work" / "code" / "team" / "bundle.pkl").exists()

@@ -1,0 +1,115 @@
+"""Every job ends, right or not at all, on the real cluster: hung user code times out, the
+operator's replicas hand over without rerunning committed work, deletion needs no operator, and
+a job created again under a deleted one's name adopts nothing."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from kubemr.storage import store_for
+from tests.e2e.conftest import SYSTEM
+from tests.e2e.test_operator import (
+    corpus,
+    job_manifest,
+    new_bucket,
+    output_counts,
+    running_pods,
+    wait_for,
+    wait_until,
+)
+
+pytestmark = pytest.mark.e2e
+
+HANGING = """
+import time
+def mapper(offset, line):
+    time.sleep(3600)
+    yield line, 1
+def reducer(key, values):
+    yield key, sum(values)
+"""
+
+
+@pytest.mark.parametrize("where", ["map", "import"])
+def test_hung_user_code_times_out_and_fails_the_job(cluster, ns, where):
+    bucket = new_bucket()
+    corpus(bucket, files=1, lines=20)
+    code = HANGING if where == "map" else "import time\ntime.sleep(3600)\n" + HANGING
+    name = f"hung-{where}"
+    started = time.time()
+    cluster.apply(job_manifest(name, ns, bucket, code={"inline": code}, maxAttempts=1,
+                               taskTimeoutSeconds=15))
+    job = wait_for(cluster, ns, name, "Failed", timeout=180)
+    status = job["status"]
+    assert status["failureClass"] == "Timeout", status
+    assert "no progress for" in status["message"]
+    assert time.time() - started < 150
+    assert not running_pods(cluster, ns, name)
+
+
+def lease_holder(cluster) -> str:
+    lease = cluster.get_json("lease", "kubemr-operator", "-n", SYSTEM)
+    return lease["spec"]["holderIdentity"]
+
+
+def test_two_replicas_one_leads_and_a_killed_leader_hands_the_job_over(cluster, ns):
+    pods = cluster.get_json("pods", "-n", SYSTEM, "-l",
+                            "app.kubernetes.io/component=operator")["items"]
+    assert len([p for p in pods if p["status"].get("phase") == "Running"]) == 2
+    bucket = new_bucket()
+    want = corpus(bucket, files=3, lines=600)
+    cluster.apply(job_manifest("handover", ns, bucket, mapper="slow", parallelism=2))
+    wait_until(lambda: cluster.get_json("mapreducejob", "handover", "-n", ns).get("status", {})
+               .get("maps", {}).get("succeeded", 0) >= 2, what="two committed maps")
+    leader = lease_holder(cluster)
+    cluster.kubectl("delete", "pod", leader, "-n", SYSTEM, "--wait=false")
+    wait_until(lambda: lease_holder(cluster) != leader, timeout=90, what="a new leader")
+    job = wait_for(cluster, ns, "handover", "Complete")
+    assert output_counts(bucket) == want
+    maps = job["status"]["maps"]["total"]
+    assert job["status"]["attempts"] == maps + 3, "a committed task ran again"
+
+
+def test_a_job_is_deleted_at_once_with_no_operator_running(cluster, ns):
+    bucket = new_bucket()
+    corpus(bucket, files=3, lines=600)
+    cluster.apply(job_manifest("orphan", ns, bucket, mapper="slower", parallelism=2))
+    wait_until(lambda: running_pods(cluster, ns, "orphan"), what="a running map")
+    uid = cluster.get_json("mapreducejob", "orphan", "-n", ns)["metadata"]["uid"]
+    cluster.kubectl("scale", "deployment/kubemr-operator", "-n", SYSTEM, "--replicas=0")
+    try:
+        wait_until(lambda: not cluster.get_json("pods", "-n", SYSTEM, "-l",
+                                                "app.kubernetes.io/component=operator")["items"],
+                   what="no operator")
+        started = time.time()
+        cluster.kubectl("delete", "mapreducejob", "orphan", "-n", ns, "--timeout=60s")
+        assert time.time() - started < 60
+    finally:
+        cluster.kubectl("scale", "deployment/kubemr-operator", "-n", SYSTEM, "--replicas=2")
+        cluster.kubectl("rollout", "status", "deployment/kubemr-operator", "-n", SYSTEM,
+                        "--timeout=180s")
+    wait_until(lambda: not cluster.get_json("pods", "-n", ns, "-l",
+                                            f"kubemr.io/job-uid={uid}")["items"],
+               what="the job's pods to go (owner references)")
+    work = store_for("s3://kubemr-work/")
+    wait_until(lambda: not work.list(f"s3://kubemr-work/{ns}/"), timeout=120,
+               what="the operator's sweep to delete the orphaned work")
+
+
+def test_a_job_created_again_under_the_same_name_adopts_nothing(cluster, ns):
+    bucket = new_bucket()
+    want = corpus(bucket, files=3, lines=600)
+    cluster.apply(job_manifest("again", ns, bucket, mapper="slower", parallelism=2))
+    wait_until(lambda: running_pods(cluster, ns, "again"), what="a running map")
+    old_uid = cluster.get_json("mapreducejob", "again", "-n", ns)["metadata"]["uid"]
+    cluster.kubectl("delete", "mapreducejob", "again", "-n", ns, "--wait=false")
+    wait_until(lambda: not cluster.get_json("mapreducejobs", "-n", ns)["items"],
+               what="the job to go")
+    cluster.apply(job_manifest("again", ns, bucket, mapper="mapper", parallelism=2))
+    job = wait_for(cluster, ns, "again", "Complete")
+    assert job["metadata"]["uid"] != old_uid
+    assert output_counts(bucket) == want
+    maps = job["status"]["maps"]["total"]
+    assert job["status"]["attempts"] == maps + 3
