@@ -5,11 +5,12 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import asdict, dataclass
 
-from kubemr.errors import StorageError
+from kubemr.errors import ManifestError, StorageError
 from kubemr.storage import ObjectInfo, normalize_uri, store_for
 
 GLOB_CHARS = "*?["
 SLACK = 0.1
+MAX_SPLITS = 100_000  # map tasks a job may plan: bounds the planner's memory and time
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,9 @@ def list_input(uri: str) -> tuple[str, list[ObjectInfo]]:
     return base, [o for o in found if not _hidden(o.uri, base)]
 
 
-def plan_splits(uris: list[str], input_format: str, split_size: int) -> list[Split]:
+def plan_splits(uris: list[str], input_format: str, split_size: int,
+                max_splits: int = MAX_SPLITS) -> list[Split]:
+    """The map tasks: refused, before any is made, when there would be more than max_splits."""
     splits: list[Split] = []
     for uri in uris:
         base, objects = list_input(uri)
@@ -60,7 +63,14 @@ def plan_splits(uris: list[str], input_format: str, split_size: int) -> list[Spl
             whole = input_format == "whole-file" or obj.uri.endswith(".gz") or obj.size == 0
             if whole:
                 splits.append(Split(obj.uri, 0, obj.size, obj.size, base))
+                if len(splits) > max_splits:
+                    raise ManifestError(f"the input holds more than {max_splits} files, one "
+                                        "map task each: combine them, or name fewer")
                 continue
+            if len(splits) + obj.size // split_size >= max_splits:
+                raise ManifestError(
+                    f"input.splitSize {split_size} would cut the input into more than "
+                    f"{max_splits} map tasks: raise input.splitSize")
             starts = list(range(0, obj.size, split_size))
             if len(starts) > 1 and obj.size - starts[-1] < SLACK * split_size:
                 starts.pop()  # a small tail joins the split before it, as Hadoop's 10% slack

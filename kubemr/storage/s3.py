@@ -115,6 +115,8 @@ class S3Store:
             if e.code in SERVER_ERRORS:
                 raise StorageUnavailable(f"cannot {what} {uri}: {e.code}: {e.message}") from None
             raise StorageError(f"cannot {what} {uri}: {e.code}: {e.message}") from None
+        except ValueError as e:  # the client's own checks: a bucket or object name
+            raise StorageError(f"cannot {what} {uri}: {e}") from None
         except (OSError, HTTPError) as e:
             reason = getattr(e, "reason", None) or e
             raise StorageUnavailable(

@@ -28,6 +28,9 @@ class Settings:
     # The namespaces whose jobs this operator runs (KUBEMR_NAMESPACES, comma-separated);
     # empty means every namespace.
     namespaces: tuple[str, ...] = ()
+    # Whether jobs may name file:// or plain paths (the operator's own filesystem): only tests
+    # that run the pass without a cluster set it (KUBEMR_ALLOW_LOCAL_PATHS=1).
+    local_paths: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -41,6 +44,7 @@ class Settings:
             interval=float(env.get("KUBEMR_RECONCILE_SECONDS", cls.interval)),
             heartbeat_seconds=float(env.get("KUBEMR_HEARTBEAT_SECONDS", cls.heartbeat_seconds)),
             node_servers=json.loads(env.get("KUBEMR_NODE_SERVERS") or "[]"),
+            local_paths=env.get("KUBEMR_ALLOW_LOCAL_PATHS") == "1",
             namespaces=tuple(n.strip() for n in env.get("KUBEMR_NAMESPACES", "").split(",")
                              if n.strip()),
         )

@@ -15,13 +15,20 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from kubernetes.client.rest import ApiException
 
 from kubemr.engine import commit
 from kubemr.engine import counters as counter_math
 from kubemr.engine.plan import plan_splits
-from kubemr.errors import KubemrError, StorageError, StorageUnavailable, UntrustedCommit
+from kubemr.errors import (
+    KubemrError,
+    ManifestError,
+    StorageError,
+    StorageUnavailable,
+    UntrustedCommit,
+)
 from kubemr.runtime.document import task_document
 from kubemr.scheduling import Decision, Launch, Policy, Task, counts, decide, new_tasks
 from kubemr.scheduling.failures import LAUNCH_FAILED, MAP_OUTPUT_LOST
@@ -100,6 +107,22 @@ def normalized_spec(spec: dict) -> dict:
     return spec
 
 
+def refuse_local_paths(spec: dict) -> None:
+    """On the cluster every location is s3://: a file:// or plain path would name the
+    operator's own filesystem, which no task pod sees."""
+    inputs = spec.get("input") or {}
+    places = [("spec.input.uri", inputs.get("uri")),
+              *[(f"spec.input.uris[{i}]", u) for i, u in enumerate(inputs.get("uris") or [])],
+              ("spec.output.uri", (spec.get("output") or {}).get("uri")),
+              ("spec.intermediate.uri", (spec.get("intermediate") or {}).get("uri")),
+              ("spec.code.pickle", (spec.get("code") or {}).get("pickle"))]
+    for field_name, uri in places:
+        if uri is not None and not str(uri).startswith("s3://"):
+            raise ManifestError(f"{field_name} is {uri!r}: on the cluster every location must "
+                                "be s3:// (file:// and plain paths name the operator's own "
+                                "filesystem)")
+
+
 def load_plan(job: dict, work: str, settings: Settings) -> Plan:
     """Planned once and kept in the store (plan.json) with the spec it was planned from
     (spec.json, which task pods read too)."""
@@ -133,9 +156,12 @@ class Pass:
         self.uid = self.meta["uid"]
         self.status = job.get("status") or {}
         self.work = work_uri(job, settings)
-        self.store = store_for(self.work)
         self.cache = _caches.setdefault(self.uid, JobCache())
         self.now = time.time()
+
+    @cached_property
+    def store(self):
+        return store_for(self.work)
 
     # -- the pass: observe, derive the phase, run its steps --------------------------------------
 
@@ -150,8 +176,10 @@ class Pass:
         except StorageUnavailable as e:
             self.events(self.job, "Warning", "StorageUnavailable", f"planning waits: {e}")
             return
-        except KubemrError as e:
-            self._record_failed(INVALID_INPUT, str(e), None)
+        except Exception as e:  # planning is deterministic: it would fail the same way again
+            message = str(e) if isinstance(e, KubemrError) else \
+                f"the job cannot be planned: {type(e).__name__}: {e}"
+            self._record_failed(INVALID_INPUT, message, None)
             _caches.pop(self.uid, None)
             return
         spec = dict(plan.spec, **{k: self.job["spec"][k] for k in MUTABLE
@@ -198,6 +226,8 @@ class Pass:
 
     def _plan(self) -> Plan:
         if self.cache.plan is None:
+            if not self.settings.local_paths:
+                refuse_local_paths(self.job["spec"])
             self.cache.plan = load_plan(self.job, self.work, self.settings)
             self.events(self.job, "Normal", "Planned",
                         f"{len(self.cache.plan.splits)} map tasks, "

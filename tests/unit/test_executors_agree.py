@@ -117,7 +117,8 @@ def run_locally(tmp_path, scenario, monkeypatch):
 def run_through_the_operator(tmp_path, scenario):
     spec = job_for(tmp_path, scenario, "operator")
     job = job_object(spec.spec, name="agree")
-    settings = Settings(work_uri=f"file://{tmp_path}/work", heartbeat_seconds=1.0)
+    settings = Settings(work_uri=f"file://{tmp_path}/work", heartbeat_seconds=1.0,
+                        local_paths=True)
     scratch = tmp_path / "pods"
     scratch.mkdir()
     cluster = StandInCluster(job, scratch, settings,

@@ -39,7 +39,8 @@ def setup(tmp_path):
         (data / f"f{i}.txt").write_text(f"alpha beta f{i}\n" * 10)
     spec = make_job(tmp_path, WORDCOUNT, str(data) + "/", reducer="reducer", reducers=2,
                     backoffSeconds=0).spec
-    settings = Settings(work_uri=f"file://{tmp_path}/work", heartbeat_seconds=1.0)
+    settings = Settings(work_uri=f"file://{tmp_path}/work", heartbeat_seconds=1.0,
+                        local_paths=True)
     scratch = tmp_path / "pods"
     scratch.mkdir()
     reconcile_module._caches.clear()
@@ -217,3 +218,39 @@ def test_the_sweep_deletes_the_work_of_jobs_that_are_gone_and_only_that(setup):
     assert os.path.exists(work_uri(live, settings)[len("file://"):] + "/plan.json")
     assert not os.path.exists(work_uri(gone, settings)[len("file://"):])
     assert (tmp_path / "work" / "code" / "team" / "bundle.pkl").exists()
+
+
+@pytest.mark.parametrize("change, named", [
+    ({"input": {"uris": ["/data/books/"], "format": "text", "splitSize": 1 << 20}},
+     "spec.input.uris[0]"),
+    ({"output": {"uri": "file:///tmp/out/", "format": "text"}}, "spec.output.uri"),
+    ({"intermediate": {"uri": "scratch/work"}}, "spec.intermediate.uri"),
+])
+def test_local_paths_are_refused_on_the_cluster(setup, change, named):
+    tmp_path, spec, _, scratch = setup
+    settings = Settings(work_uri=f"file://{tmp_path}/work")  # as the operator runs in a cluster
+    spec = {**json.loads(json.dumps(spec)), "input": {"uris": ["s3://books/in/"],
+                                                      "format": "text", "splitSize": 1 << 20},
+            "output": {"uri": "s3://books/out/", "format": "text"}, **change}
+    job = job_object(spec)
+    cluster = StandInCluster(job, scratch, settings)
+    reconcile(job, cluster, settings, cluster.post_event)
+    status = job["status"]
+    assert status["phase"] == "Failed" and status["failureClass"] == "InvalidInput"
+    assert named in status["message"] and "s3://" in status["message"]
+    assert cluster.pods == {}
+
+
+def test_a_split_size_that_would_plan_too_many_maps_fails_in_one_pass(setup):
+    tmp_path, spec, settings, scratch = setup
+    big = tmp_path / "big"
+    big.mkdir()
+    with open(big / "f.txt", "wb") as f:
+        f.truncate(10 << 20)  # 10 MiB: 10 million splits of one byte
+    spec = json.loads(json.dumps(spec))
+    spec["input"].update(uris=[f"file://{big}/"], splitSize=1)
+    job = job_object(spec)
+    cluster = StandInCluster(job, scratch, settings)
+    reconcile(job, cluster, settings, cluster.post_event)
+    assert job["status"]["phase"] == "Failed"
+    assert "more than 100000 map tasks: raise input.splitSize" in job["status"]["message"]
