@@ -19,7 +19,8 @@ from kubemr.engine.plan import Split
 from kubemr.engine.reducetask import ReduceTask
 from kubemr.engine.usercode import load_functions, load_pickled
 from kubemr.errors import MapOutputLost, StorageError
-from kubemr.storage import split_uri, store_for
+from kubemr.storage import store_for
+from kubemr.storage.nodes import on_node
 
 
 def run_task(task: dict) -> dict:
@@ -51,7 +52,8 @@ def _run_map(task: dict, spec: dict, functions, scratch: str) -> dict:
     local = os.path.join(scratch, "map.out")
     index = map_task.run(local)
     data = commit.attempt_data_uri(task["work"], "map", task["index"], task["attempt"])
-    data = _on_local_server(data, _node(task))
+    # With one MinIO server per node, map output stays on this node's server.
+    data = on_node(data, _node(task), json.loads(os.environ.get("KUBEMR_NODE_SERVERS") or "[]"))
     store_for(data).upload_file(data, local)
     map_task.counters["map_output_bytes"] += os.path.getsize(local)
     return {"data": data, "index": index, "counters": _grouped(map_task.counters)}
@@ -86,15 +88,6 @@ def _run_reduce(task: dict, spec: dict, functions, scratch: str) -> dict:
 
 def _node(task: dict) -> str:
     return os.environ.get("KUBEMR_NODE_NAME") or task.get("node") or socket.gethostname()
-
-
-def _on_local_server(uri: str, node: str) -> str:
-    """With one MinIO server per node, keep map output on this node's server."""
-    servers = json.loads(os.environ.get("KUBEMR_NODE_SERVERS") or "[]")
-    bucket = next((s["bucket"] for s in servers if s.get("node") == node), None)
-    if bucket is None or not uri.startswith("s3://"):
-        return uri
-    return f"s3://{bucket}/{split_uri(uri)[2]}"
 
 
 def _grouped(builtin: dict) -> dict:

@@ -18,14 +18,14 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from kubemr.engine import commit
 from kubemr.engine.plan import plan_splits
 from kubemr.engine.usercode import load_functions, load_pickled
 from kubemr.errors import JobFailed
 from kubemr.runtime.document import task_document
-from kubemr.scheduling import Policy, Task, decide, failure_of_report, new_tasks
+from kubemr.scheduling import Attempt, Policy, Task, decide, failure_of_report, new_tasks
 from kubemr.scheduling.failures import KILLED, USER_ERROR
 from kubemr.scheduling.state import FAILED, RUNNING, SUCCEEDED
 from kubemr.spec.manifest import JobSpec
@@ -35,26 +35,13 @@ POLL_SECONDS = 0.01
 
 
 @dataclass
-class Attempt:
-    """A finished attempt, as JobResult lists it."""
-
-    task_type: str
-    index: int
-    attempt: int
-    ok: bool = False
-    error: str = ""
-    seconds: float = 0.0
-    failure: str = ""
-
-
-@dataclass
 class JobResult:
     name: str
     output: str
     counters: dict
     maps: int
     reduces: int
-    attempts: list[Attempt] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)  # each one that ended, in order
 
 
 def parse_quantity(value: str | int) -> int:
@@ -256,12 +243,10 @@ def _schedule(tasks: list[Task], policy: Policy, executor: LocalExecutor,
         time.sleep(POLL_SECONDS)
 
 
-def _report(task: Task, attempt, finished: list[Attempt], progress: Callable[[str], None]):
-    seconds = round((attempt.finished or time.time()) - (attempt.launched or 0), 3)
-    ok = attempt.state == SUCCEEDED
-    finished.append(Attempt(task.kind, task.index, attempt.number, ok=ok,
-                            error=attempt.message, seconds=seconds, failure=attempt.failure))
-    if ok:
+def _report(task: Task, attempt: Attempt, finished: list[Attempt],
+            progress: Callable[[str], None]) -> None:
+    finished.append(replace(attempt))  # as it ended: a committed map output may be lost later
+    if attempt.ok:
         progress(f"{task.label} committed (attempt {attempt.number})")
     else:
         last = (attempt.message.strip().splitlines() or [""])[-1]

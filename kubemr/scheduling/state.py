@@ -13,6 +13,8 @@ class Attempt:
     """One attempt of a task: the single record both executors fill in."""
 
     number: int
+    kind: str = ""  # of its task: "map" | "reduce"
+    index: int = 0
     state: str = PENDING
     failure: str = ""  # the failure class, when failed
     message: str = ""  # why it failed, or why it is still pending
@@ -21,6 +23,16 @@ class Attempt:
     progress: float | None = None  # when it last made progress (records read or written)
     finished: float | None = None
     lost_maps: tuple[int, ...] = ()  # map outputs a reduce attempt could not read
+
+    @property
+    def ok(self) -> bool:
+        return self.state == SUCCEEDED
+
+    @property
+    def seconds(self) -> float | None:
+        if self.launched is None or self.finished is None:
+            return None
+        return round(self.finished - self.launched, 3)
 
     @property
     def active(self) -> bool:
@@ -51,7 +63,7 @@ class Task:
         for attempt in self.attempts:
             if attempt.number == number:
                 return attempt
-        attempt = Attempt(number)
+        attempt = Attempt(number, self.kind, self.index)
         self.attempts.append(attempt)
         self.attempts.sort(key=lambda a: a.number)
         return attempt

@@ -34,7 +34,8 @@ from kubemr.scheduling import Decision, Launch, Policy, Task, counts, decide, ne
 from kubemr.scheduling.failures import LAUNCH_FAILED, MAP_OUTPUT_LOST
 from kubemr.scheduling.state import FAILED, SUCCEEDED
 from kubemr.spec.names import LABEL_ATTEMPT, LABEL_JOB_UID, LABEL_TASK_INDEX, LABEL_TASK_TYPE
-from kubemr.storage import join, split_uri, store_for
+from kubemr.storage import join, store_for
+from kubemr.storage.nodes import node_copies, node_of
 from kubemr_operator.config import Settings
 from kubemr_operator.kube import Kube
 from kubemr_operator.observe import observe_pod
@@ -86,17 +87,6 @@ def work_uri(job: dict, settings: Settings) -> str:
     return join(base, meta.get("namespace", "default"), f"{meta['name']}-{meta['uid'][:8]}")
 
 
-def data_node(uri: str, settings: Settings) -> str | None:
-    """The node whose MinIO server holds `uri`, if it is on a per-node server."""
-    if not uri.startswith("s3://"):
-        return None
-    bucket = split_uri(uri)[1]
-    for server in settings.node_servers:
-        if server.get("bucket") == bucket:
-            return server["node"]
-    return None
-
-
 def normalized_spec(spec: dict) -> dict:
     """The job's spec as the engine reads it: input.uri folded into input.uris."""
     spec = json.loads(json.dumps(spec))
@@ -135,7 +125,7 @@ def load_plan(job: dict, work: str, settings: Settings) -> Plan:
     commit.check_output(spec)
     splits = plan_splits(spec["input"]["uris"], spec["input"]["format"],
                          spec["input"]["splitSize"])
-    plan = Plan(spec, [{"split": s.to_dict(), "node": data_node(s.uri, settings)}
+    plan = Plan(spec, [{"split": s.to_dict(), "node": node_of(s.uri, settings.node_servers)}
                        for s in splits])
     store.write_bytes(spec_uri, json.dumps(plan.spec).encode())
     store.write_bytes(uri, json.dumps({"splits": plan.splits}).encode())
@@ -313,7 +303,7 @@ class Pass:
         lost = []
         for task in tasks:
             record = self.cache.commits.get(("map", task.index)) if task.kind == "map" else None
-            node = record and data_node(record["data"], self.settings)
+            node = record and node_of(record["data"], self.settings.node_servers)
             if node and ready_nodes and node not in ready_nodes and task.latest:
                 task.committed = False
                 task.latest.fail(MAP_OUTPUT_LOST, f"its output was kept on node {node}, which "
@@ -482,11 +472,7 @@ def owned_data(uri: str, work: str, settings: Settings) -> bool:
     """Whether `uri` lies in the job's work prefix, or in its per-node equivalent."""
     if uri.startswith(work + "/"):
         return True
-    if not (uri.startswith("s3://") and work.startswith("s3://")):
-        return False
-    buckets = {s.get("bucket") for s in settings.node_servers}
-    _, bucket, key = split_uri(uri)
-    return bucket in buckets and key.startswith(split_uri(work)[2] + "/")
+    return any(uri.startswith(copy + "/") for copy in node_copies(work, settings.node_servers))
 
 
 def delete_work(job: dict, settings: Settings) -> None:
@@ -495,11 +481,8 @@ def delete_work(job: dict, settings: Settings) -> None:
     Map outputs on per-node servers are found through the COMMITs, and deleted only where they
     lie in the job's own prefix there."""
     work = work_uri(job, settings)
-    if work.startswith("s3://"):
-        path = split_uri(work)[2]
-        for server in settings.node_servers:  # every attempt's map output, lost ones too
-            node_prefix = f"s3://{server['bucket']}/{path}/"
-            store_for(node_prefix).delete_prefix(node_prefix)
+    for copy in node_copies(work, settings.node_servers):  # every attempt's map output
+        store_for(copy + "/").delete_prefix(copy + "/")
     code = (job["spec"].get("code") or {}).get("pickle") or ""
     if code.startswith(code_prefix(job, settings)):
         store_for(code).delete(code)

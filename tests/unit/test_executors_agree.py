@@ -108,7 +108,7 @@ def run_locally(tmp_path, scenario, monkeypatch):
 
         monkeypatch.setattr(local.LocalExecutor, "launch", launch_losing_once)
     result = run_local(job, workers=2)
-    failed = [(a.task_type, a.index, a.attempt, a.failure) for a in result.attempts if not a.ok]
+    failed = [(a.kind, a.index, a.number, a.failure) for a in result.attempts if not a.ok]
     return sorted(failed), counts_in(tmp_path / "out-local")
 
 

@@ -101,7 +101,7 @@ def test_a_task_that_dies_once_is_retried_and_the_output_is_exact(tmp_path, book
                    reducer="reducer", reducers=2)
     result = run_local(job)
     assert output_counts(tmp_path) == sequential_wordcount(books)
-    map_attempts = Counter(a.index for a in result.attempts if a.task_type == "map")
+    map_attempts = Counter(a.index for a in result.attempts if a.kind == "map")
     assert sorted(map_attempts.values()) == [1, 2, 2, 2, 2]
     failed = [a for a in result.attempts if not a.ok]
     assert len(failed) == 4
