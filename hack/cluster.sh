@@ -9,6 +9,7 @@
 #   hack/cluster.sh logs [N]  tail of every component log
 #   hack/cluster.sh build     only build binaries and images (no cluster)
 #   hack/cluster.sh node-stop NAME | node-start NAME   simulate a node failure (local path)
+#   hack/cluster.sh restart-apiserver   stop kube-apiserver and start it again (local path)
 #
 # Two paths (docs/cluster.md):
 #   local  (default where kind cannot run): builds Kubernetes, etcd, CoreDNS, MinIO and helm from
@@ -81,6 +82,9 @@ main() {
     logs)       tail_logs "${1:-40}" ;;
     node-stop)  [[ $mode == local ]] || die "node-stop: local path only (kind: docker stop <node>)"; local_node_stop "$@" ;;
     node-start) [[ $mode == local ]] || die "node-start: local path only (kind: docker start <node>)"; local_node_start "$@" ;;
+    restart-apiserver)
+      [[ $mode == local ]] || die "restart-apiserver: local path only"
+      stop_proc kube-apiserver; start_control_plane ;;
     *) sed -n '2,20p' "$0"; exit 2 ;;
   esac
 }

@@ -26,7 +26,7 @@ from kubemr.engine.usercode import load_functions, load_pickled
 from kubemr.errors import JobFailed
 from kubemr.runtime.document import task_document
 from kubemr.scheduling import Attempt, Policy, Task, decide, failure_of_report, new_tasks
-from kubemr.scheduling.failures import KILLED, USER_ERROR
+from kubemr.scheduling.failures import KILLED, MAP_OUTPUT_LOST, USER_ERROR
 from kubemr.scheduling.state import FAILED, RUNNING, SUCCEEDED
 from kubemr.spec.manifest import JobSpec
 from kubemr.storage import join, normalize_uri, store_for
@@ -233,7 +233,8 @@ def _schedule(tasks: list[Task], policy: Policy, executor: LocalExecutor,
                 _report(stop.task, stop.attempt, finished, progress)
         for task in decision.lost_maps:
             store_for(work).delete(commit.commit_uri(work, "map", task.index))
-            _report(task, task.latest, finished, progress)
+            lost = next(a for a in reversed(task.attempts) if a.failure == MAP_OUTPUT_LOST)
+            _report(task, lost, finished, progress)
         if decision.phase == "Failed":
             raise JobFailed(decision.message)
         if decision.phase == "Succeeded":

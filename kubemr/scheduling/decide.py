@@ -25,6 +25,7 @@ class Launch:
     task: Task
     number: int
     avoid_node: str | None = None
+    backup: bool = False  # a second attempt beside a running one (speculation)
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,41 @@ def decide(tasks: list[Task], policy: Policy, now: float,
             decision.launch.append(launch)
         else:
             decision.waiting += 1
+    if policy.speculation and not decision.launch and not decision.waiting:
+        room -= len(decision.launch)
+        decision.launch += _backups(active, now)[:max(0, room)]
     return decision
+
+
+SPECULATE_AFTER = 1.5  # a backup starts past 1.5 x the median time of the phase's committed tasks
+SPECULATE_SLACK = 2.0  # ... plus this many seconds, so that short tasks do not all get one
+SPECULATE_PEERS = 3  # committed tasks needed before a median means anything
+SPECULATE_SHARE = 0.1  # at most this share of the phase's tasks run a backup at once
+
+
+def _backups(tasks: list[Task], now: float) -> list[Launch]:
+    """Backup attempts for stragglers (MapReduce's backup tasks, Hadoop's speculation): when
+    every task of the phase has started, a task running much longer than its committed peers
+    gets a second attempt, on another node; the first to commit wins."""
+    durations = sorted(a.finished - a.launched for t in tasks if t.committed
+                       for a in t.attempts if a.number == t.committed_attempt
+                       and a.launched is not None and a.finished is not None)
+    if len(durations) < SPECULATE_PEERS:
+        return []
+    median = durations[len(durations) // 2]
+    limit = max(1, int(len(tasks) * SPECULATE_SHARE))
+    backups = sum(1 for t in tasks if not t.committed and
+                  sum(1 for a in t.attempts if a.active) > 1)
+    launches = []
+    for task in tasks:
+        running = [a for a in task.attempts if a.active]
+        if task.committed or len(running) != 1 or running[0].state != RUNNING:
+            continue
+        elapsed = now - (running[0].launched or now)
+        if elapsed > SPECULATE_AFTER * median + SPECULATE_SLACK and backups < limit:
+            launches.append(Launch(task, task.next_number, running[0].node, backup=True))
+            backups += 1
+    return launches
 
 
 def _time_out(tasks: list[Task], policy: Policy, now: float) -> list[Stop]:
@@ -114,10 +149,12 @@ def _lose_map_outputs(maps: list[Task], reduces: list[Task], now: float) -> list
             continue
         for index, number in attempt.lost_maps:
             task = maps[index] if index < len(maps) else None
-            if task and task.committed and task.latest and task.latest.number == number:
-                task.committed = False
-                task.latest.fail(MAP_OUTPUT_LOST, f"its committed output was lost: "
-                                 f"{reduce.label} could not read it", now)
+            committed = task.committed_attempt or (task.latest and task.latest.number) \
+                if task else None
+            if task and task.committed and committed == number:
+                task.committed, task.committed_attempt = False, None
+                task.attempt(number).fail(MAP_OUTPUT_LOST, f"its committed output was lost: "
+                                          f"{reduce.label} could not read it", now)
                 lost.append(task)
     return lost
 

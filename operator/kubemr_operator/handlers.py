@@ -43,7 +43,10 @@ def acting() -> bool:
 
 
 def post_event(job: dict, event_type: str, reason: str, message: str) -> None:
-    kopf.event(job, type=event_type, reason=reason, message=message)
+    try:
+        kube().post_event(job, event_type, reason, message)
+    except Exception as e:  # an event is for people; a lost one must not stop the pass
+        log.warning("cannot post event %s on %s: %s", reason, job["metadata"]["name"], e)
 
 
 @kopf.on.startup()

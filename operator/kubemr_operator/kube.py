@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from kubemr.spec.names import GROUP, PLURAL, VERSION
+from kubemr.spec.names import API_VERSION, GROUP, KIND, PLURAL, VERSION
 
 NODE_CACHE_SECONDS = 5.0
 
@@ -42,6 +43,19 @@ class Kube:
             jobs += self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace,
                                                               PLURAL)["items"]
         return jobs
+
+    def post_event(self, job: dict, event_type: str, reason: str, message: str) -> None:
+        """A core/v1 Event on the job (from any thread: the operator's loop is not kopf's)."""
+        meta = job["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        self.core.create_namespaced_event(meta["namespace"], {
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {"apiVersion": job.get("apiVersion", API_VERSION),
+                               "kind": job.get("kind", KIND), "name": meta["name"],
+                               "namespace": meta["namespace"], "uid": meta["uid"]},
+            "type": event_type, "reason": reason, "message": message[:1024],
+            "source": {"component": "kubemr-operator"}, "reportingComponent": "kubemr-operator",
+            "firstTimestamp": now, "lastTimestamp": now, "eventTime": None, "count": 1})
 
     def patch_status(self, namespace: str, name: str, status: dict) -> None:
         self.custom.patch_namespaced_custom_object_status(

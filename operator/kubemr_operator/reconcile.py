@@ -46,9 +46,13 @@ log = logging.getLogger("kubemr.operator")
 TERMINAL = ("Succeeded", "Failed")
 # Fields that may change while a job runs; every other field is read from the spec the job
 # was planned with (the CRD refuses changes to them too).
-MUTABLE = ("parallelism", "ttlSecondsAfterFinished", "activeDeadlineSeconds")
+MUTABLE = ("parallelism", "ttlSecondsAfterFinished", "activeDeadlineSeconds", "speculation")
 INVALID_INPUT = "InvalidInput"
 Events = Callable[[dict, str, str, str], None]  # (job, type, reason, message)
+
+
+class PlanningFailed(Exception):
+    """The job's input or output cannot be used: the message names the problem."""
 
 
 @dataclass
@@ -166,10 +170,8 @@ class Pass:
         except StorageUnavailable as e:
             self.events(self.job, "Warning", "StorageUnavailable", f"planning waits: {e}")
             return
-        except Exception as e:  # planning is deterministic: it would fail the same way again
-            message = str(e) if isinstance(e, KubemrError) else \
-                f"the job cannot be planned: {type(e).__name__}: {e}"
-            self._record_failed(INVALID_INPUT, message, None)
+        except PlanningFailed as e:
+            self._record_failed(INVALID_INPUT, str(e), None)
             _caches.pop(self.uid, None)
             return
         spec = dict(plan.spec, **{k: self.job["spec"][k] for k in MUTABLE
@@ -216,9 +218,16 @@ class Pass:
 
     def _plan(self) -> Plan:
         if self.cache.plan is None:
-            if not self.settings.local_paths:
-                refuse_local_paths(self.job["spec"])
-            self.cache.plan = load_plan(self.job, self.work, self.settings)
+            try:
+                if not self.settings.local_paths:
+                    refuse_local_paths(self.job["spec"])
+                self.cache.plan = load_plan(self.job, self.work, self.settings)
+            except StorageUnavailable:
+                raise
+            except KubemrError as e:
+                raise PlanningFailed(str(e)) from e
+            except Exception as e:  # planning is deterministic: it would fail again the same way
+                raise PlanningFailed(f"the job cannot be planned: {type(e).__name__}: {e}") from e
             self.events(self.job, "Normal", "Planned",
                         f"{len(self.cache.plan.splits)} map tasks, "
                         f"{self.cache.plan.spec['reducers']} reduce tasks")
@@ -273,6 +282,9 @@ class Pass:
                                  self.now)
                 else:
                     attempt.state = SUCCEEDED  # an older attempt of a committed task
+                if record and record.get("attempt") == number and "started" in record:
+                    attempt.launched = record["started"]
+                    attempt.finished = record["started"] + record.get("seconds", 0)
         if all(t.committed for t in tasks if t.kind == "map"):
             self._lose_outputs_on_lost_nodes(tasks, ready_nodes)
         return world

@@ -79,6 +79,8 @@ def job_manifest(name: str, namespace: str, bucket: str, mapper: str = "mapper",
             "mapper": mapper, "reducer": "reducer", "combiner": "reducer",
             "reducers": 3, "parallelism": 6, "backoffSeconds": 1, "maxAttempts": 3,
             "taskTimeoutSeconds": 120,
+            # Backup attempts would make attempt counts vary; tests of speculation turn it on.
+            "speculation": False,
             "storage": {"secretName": SECRET},
             "code": {"inline": WORDCOUNT},
             **spec,

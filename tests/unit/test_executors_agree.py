@@ -75,6 +75,7 @@ def reducer(word, counts):
     out = tmp_path / f"out-{run}"
     return make_job(tmp_path, code, str(data) + "/", name="agree", reducer="reducer",
                     reducers=1, maxAttempts=2, backoffSeconds=0, taskTimeoutSeconds=10,
+                    speculation=False,
                     resources={"limits": {"memory": "1Gi"}},
                     output={"uri": str(out) + "/"})
 

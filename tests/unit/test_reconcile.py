@@ -38,7 +38,7 @@ def setup(tmp_path):
     for i in range(4):
         (data / f"f{i}.txt").write_text(f"alpha beta f{i}\n" * 10)
     spec = make_job(tmp_path, WORDCOUNT, str(data) + "/", reducer="reducer", reducers=2,
-                    backoffSeconds=0).spec
+                    speculation=False, backoffSeconds=0).spec
     settings = Settings(work_uri=f"file://{tmp_path}/work", heartbeat_seconds=1.0,
                         local_paths=True)
     scratch = tmp_path / "pods"

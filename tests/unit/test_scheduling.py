@@ -218,3 +218,46 @@ def test_policy_reads_the_spec():
 ])
 def test_a_workers_report_names_its_failure_class(report, failure):
     assert failure_of_report({"ok": False, **report})[0] == failure
+
+
+def phase_with_a_straggler(speculation=True):
+    tasks = [Task("map", i) for i in range(10)] + [Task("reduce", 0)]
+    ex = FakeExecutor(tasks, Policy(parallelism=20, speculation=speculation))
+    ex.step()
+    for t in tasks[:9]:
+        t.latest.finished = ex.now + 1.0
+        ex.commit(t)
+    tasks[9].latest.node = "slow-node"
+    return tasks, ex
+
+
+def test_a_straggler_gets_one_backup_on_another_node_and_the_loser_is_stopped():
+    tasks, ex = phase_with_a_straggler()
+    ex.now += 2.0
+    assert ex.step().launch == []  # 2 s is not much longer than the peers' 1 s
+    ex.now += 3.0
+    (backup,) = ex.step().launch
+    assert (backup.task.index, backup.number, backup.avoid_node, backup.backup) == \
+        (9, 2, "slow-node", True)
+    ex.now += 1.0
+    assert ex.step().launch == []  # one backup per task
+    tasks[9].attempt(2).finished = ex.now
+    tasks[9].attempt(2).state = SUCCEEDED
+    tasks[9].committed, tasks[9].committed_attempt = True, 2
+    decision = ex.step()
+    assert ("map", 9, 1, "Superseded") in ex.stopped
+    assert decision.phase == "Reducing"
+
+
+def test_no_backup_with_speculation_off_or_before_every_task_has_started():
+    tasks, ex = phase_with_a_straggler(speculation=False)
+    ex.now += 60
+    assert ex.step().launch == []
+    tasks = [Task("map", i) for i in range(10)]
+    ex = FakeExecutor(tasks, Policy(parallelism=9))
+    ex.step()
+    for t in tasks[:8]:
+        t.latest.finished = ex.now + 1.0
+        ex.commit(t)
+    ex.now += 60
+    assert [x.task.index for x in ex.step().launch] == [9]  # the last task, not a backup
