@@ -1,7 +1,9 @@
 """The MapReduceJob manifest: parse, validate against the CRD schema, apply defaults.
 
 The schema is the CRD's (crds/mapreducejob.yaml, shipped in kubemr/spec/crd/), so the local runner
-refuses what the API server refuses, with a message naming the field.
+refuses what the API server refuses, with a message naming the field. The API server evaluates the
+schema's CEL rules (x-kubernetes-validations); here each rule has a Python twin in RULES, and rules
+that compare with oldSelf (a running job's frozen fields) have nothing to compare locally.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import copy
 import difflib
 import os
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -25,14 +29,53 @@ _TYPES = {
 }
 
 
+_S3_BUCKET = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/|$)")
+_S3_BUCKET_DOTS = re.compile(r"s3://[^/]*[.][.]")
+_S3_BUCKET_IP = re.compile(r"s3://[0-9]+[.][0-9]+[.][0-9]+[.][0-9]+(/|$)")
+
+
+def _s3_bucket_ok(uri: str) -> bool:
+    return not uri.startswith("s3://") or bool(
+        _S3_BUCKET.match(uri) and not _S3_BUCKET_DOTS.match(uri) and not _S3_BUCKET_IP.match(uri))
+
+
+# Each CEL rule of the CRD that does not use oldSelf, as Python over the same value (already
+# checked against its schema). tests/unit/test_schema_bounds.py checks that every such rule is here.
+RULES: dict[str, Callable[[Any], bool]] = {
+    "has(self.uri) != has(self.uris)": lambda v: ("uri" in v) != ("uris" in v),
+    "self.startsWith('s3://') || self.startsWith('file://')":
+        lambda v: v.startswith(("s3://", "file://")),
+    "!self.startsWith('s3://') || (self.matches('^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/|$)') "
+    "&& !self.matches('^s3://[^/]*[.][.]') "
+    "&& !self.matches('^s3://[0-9]+[.][0-9]+[.][0-9]+[.][0-9]+(/|$)'))": _s3_bucket_ok,
+}
+# Every object's name, as the API server checks it (a DNS-1123 subdomain).
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
 @cache
 def crd() -> dict:
     with open(_CRD_PATH) as f:
         return yaml.safe_load(f)
 
 
+def _root_schema() -> dict:
+    return crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+
 def spec_schema() -> dict:
-    return crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    return _root_schema()["properties"]["spec"]
+
+
+def _check_rules(value: Any, schema: dict, path: str) -> None:
+    """The schema's CEL rules at this node, through their Python twins; oldSelf rules skipped."""
+    for rule in schema.get("x-kubernetes-validations", []):
+        if "oldSelf" in rule["rule"]:
+            continue
+        check = RULES.get(rule["rule"])
+        if check is not None and not check(value):
+            where = path + rule.get("fieldPath", "")
+            raise ManifestError(f"{where}: {rule.get('message') or 'failed rule: ' + rule['rule']}")
 
 
 def _validate(value: Any, schema: dict, path: str) -> Any:
@@ -53,9 +96,19 @@ def _validate(value: Any, schema: dict, path: str) -> Any:
         raise ManifestError(f"{path}: {value} is above the maximum {schema['maximum']}")
     if "minLength" in schema and len(value) < schema["minLength"]:
         raise ManifestError(f"{path}: must not be empty")
+    if "maxLength" in schema and len(value) > schema["maxLength"]:
+        raise ManifestError(f"{path}: {len(value)} characters, more than the "
+                            f"{schema['maxLength']} allowed")
+    if "minItems" in schema and len(value) < schema["minItems"]:
+        raise ManifestError(f"{path}: needs at least {schema['minItems']} item(s)")
+    if "maxItems" in schema and len(value) > schema["maxItems"]:
+        raise ManifestError(f"{path}: {len(value)} items, more than the "
+                            f"{schema['maxItems']} allowed")
     if expected == "array":
-        return [_validate(v, schema.get("items", {}), f"{path}[{i}]") for i, v in enumerate(value)]
+        value = [_validate(v, schema.get("items", {}), f"{path}[{i}]")
+                 for i, v in enumerate(value)]
     if expected != "object" or schema.get("x-kubernetes-preserve-unknown-fields"):
+        _check_rules(value, schema, path)
         return value
     properties = schema.get("properties", {})
     result = {}
@@ -74,6 +127,7 @@ def _validate(value: Any, schema: dict, path: str) -> Any:
     for name, sub in properties.items():
         if name not in result and "default" in sub:
             result[name] = copy.deepcopy(sub["default"])
+    _check_rules(result, schema, path)
     return result
 
 
@@ -106,15 +160,16 @@ def parse_manifest(doc: Any, source: str = "manifest") -> JobSpec:
     name = metadata.get("name")
     if not isinstance(name, str) or not name:
         raise ManifestError(f"{source}: metadata.name is required")
+    _validate(name, _root_schema()["properties"]["metadata"]["properties"]["name"],
+              "metadata.name")
+    if not _DNS_SUBDOMAIN.fullmatch(name):
+        raise ManifestError(f"metadata.name: {name!r} must be lowercase letters, digits, '-' and "
+                            "'.', starting and ending with a letter or digit")
     if "spec" not in doc:
         raise ManifestError(f"{source}: spec: required field is missing")
     spec = _validate(doc["spec"], spec_schema(), "spec")
     inputs = spec["input"]
-    if ("uri" in inputs) == ("uris" in inputs):
-        raise ManifestError("spec.input: give exactly one of uri and uris")
     inputs["uris"] = inputs.pop("uris", None) or [inputs.pop("uri")]
-    if not inputs["uris"]:
-        raise ManifestError("spec.input.uris: give at least one input URI")
     return JobSpec(name=name, spec=spec, namespace=metadata.get("namespace", "default"))
 
 

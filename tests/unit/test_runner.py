@@ -49,7 +49,7 @@ def output_counts(tmp_path):
 
 def test_wordcount_matches_a_sequential_run(tmp_path, books):
     job = make_job(tmp_path, WORDCOUNT, str(books) + "/", reducer="reducer", combiner="reducer",
-                   reducers=3, input={"splitSize": 500})
+                   reducers=3, input={"splitSize": 1024})
     result = run_local(job)
     assert output_counts(tmp_path) == sequential_wordcount(books)
     assert sorted(os.listdir(tmp_path / "out")) == ["_SUCCESS", "part-00000", "part-00001",
@@ -72,7 +72,7 @@ def counting_mapper(offset, line):
     yield from mapper(offset, line)
 """
     job = make_job(tmp_path, code, str(books) + "/", reducer="reducer",
-                   mapper="counting_mapper", input={"splitSize": 700})
+                   mapper="counting_mapper", input={"splitSize": 1024})
     result = run_local(job)
     assert result.counters["user"]["lines"] == result.counters["kubemr"]["map_input_records"]
 
