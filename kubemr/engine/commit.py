@@ -130,8 +130,18 @@ def check_output(spec: dict) -> None:
         )
 
 
+def committed_summary(spec: dict) -> dict | None:
+    """The _SUCCESS summary at the job's output prefix, if there is one."""
+    uri = join(output_prefix(spec), SUCCESS)
+    store = store_for(uri)
+    try:
+        return json.loads(store.read_bytes(uri))
+    except (StorageError, ValueError):
+        return None
+
+
 def commit_job(job_name: str, spec: dict, work: str, job_counters: dict,
-               trusted: Callable[[str], bool] = lambda uri: True) -> str:
+               trusted: Callable[[str], bool] = lambda uri: True, job_uid: str = "") -> str:
     """Copy every committed part under the output prefix, then write _SUCCESS. Idempotent.
 
     Every part a reduce COMMIT names must pass `trusted` before anything is copied or deleted.
@@ -161,7 +171,7 @@ def commit_job(job_name: str, spec: dict, work: str, job_counters: dict,
             store.copy(data, join(prefix, part_name(r)))
         else:
             store.write_bytes(join(prefix, part_name(r)), store_for(data).read_bytes(data))
-    summary = {"job": job_name, "counters": job_counters,
+    summary = {"job": job_name, "uid": job_uid, "counters": job_counters,
                "committedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     store.write_bytes(join(prefix, SUCCESS), json.dumps(summary, indent=1).encode())
     return prefix

@@ -57,9 +57,15 @@ class Kube:
             "source": {"component": "kubemr-operator"}, "reportingComponent": "kubemr-operator",
             "firstTimestamp": now, "lastTimestamp": now, "eventTime": None, "count": 1})
 
-    def patch_status(self, namespace: str, name: str, status: dict) -> None:
+    def patch_status(self, namespace: str, name: str, status: dict,
+                     resource_version: str | None = None) -> None:
+        """Merge `status` in; with `resource_version`, only if the job is still at that version
+        (else 409: whoever wrote since then knew more)."""
+        body: dict = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
         self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PLURAL, name, {"status": status})
+            GROUP, VERSION, namespace, PLURAL, name, body)
 
     def delete_job(self, namespace: str, name: str) -> None:
         try:

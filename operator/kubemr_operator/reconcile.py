@@ -51,6 +51,14 @@ INVALID_INPUT = "InvalidInput"
 Events = Callable[[dict, str, str, str], None]  # (job, type, reason, message)
 
 
+class StalePass(Exception):
+    """The job changed while a pass ran: the pass wrote nothing; the next one reads it anew."""
+
+
+class AlreadySucceeded(Exception):
+    """The job's own _SUCCESS is at its output: it succeeded, whatever its status says."""
+
+
 class PlanningFailed(Exception):
     """The job's input or output cannot be used: the message names the problem."""
 
@@ -126,6 +134,9 @@ def load_plan(job: dict, work: str, settings: Settings) -> Plan:
         return Plan(json.loads(store.read_bytes(spec_uri)),
                     json.loads(store.read_bytes(uri))["splits"])
     spec = normalized_spec(job["spec"])
+    summary = commit.committed_summary(spec)
+    if summary and summary.get("uid") == job["metadata"]["uid"]:
+        raise AlreadySucceeded(f"output committed to {commit.output_prefix(spec)}")
     commit.check_output(spec)
     splits = plan_splits(spec["input"]["uris"], spec["input"]["format"],
                          spec["input"]["splitSize"])
@@ -174,6 +185,12 @@ class Pass:
             self._record_failed(INVALID_INPUT, str(e), None)
             _caches.pop(self.uid, None)
             return
+        except AlreadySucceeded as e:
+            # Committed and cleaned up, but the status write was lost: the output says so.
+            self._patch(self._status("Succeeded", None, {"completionTime": now_iso(),
+                                                         "message": str(e)}))
+            _caches.pop(self.uid, None)
+            return
         spec = dict(plan.spec, **{k: self.job["spec"][k] for k in MUTABLE
                                   if k in self.job["spec"]})
         policy = Policy.from_spec(spec)
@@ -192,7 +209,8 @@ class Pass:
             try:
                 output = commit.commit_job(
                     self.name, plan.spec, self.work, self._counters(),
-                    trusted=lambda uri: owned_data(uri, self.work, self.settings))
+                    trusted=lambda uri: owned_data(uri, self.work, self.settings),
+                    job_uid=self.uid)
             except UntrustedCommit as e:
                 self._record_failed("UntrustedCommit", str(e), (world, policy))
                 self._cleanup()
@@ -222,7 +240,7 @@ class Pass:
                 if not self.settings.local_paths:
                     refuse_local_paths(self.job["spec"])
                 self.cache.plan = load_plan(self.job, self.work, self.settings)
-            except StorageUnavailable:
+            except (StorageUnavailable, AlreadySucceeded):
                 raise
             except KubemrError as e:
                 raise PlanningFailed(str(e)) from e
@@ -460,8 +478,11 @@ class Pass:
     def _patch(self, status: dict) -> None:
         """Write the status; one the API server refuses for good fails the job with why."""
         try:
-            self.kube.patch_status(self.namespace, self.name, status)
+            self.kube.patch_status(self.namespace, self.name, status,
+                                   self.meta.get("resourceVersion"))
         except ApiException as e:
+            if e.status == 409:
+                raise StalePass(f"{self.namespace}/{self.name} changed during the pass") from e
             if e.status not in (400, 422):
                 raise  # transient: the pass runs again and repeats the same steps
             message = f"the API server refused the job's status: {e.reason}: " \
@@ -531,10 +552,18 @@ def sweep_orphans(kube: Kube, settings: Settings) -> list[str]:
 
 
 def reconcile(job: dict, kube: Kube, settings: Settings, events: Events) -> None:
-    cache = _caches.setdefault(job["metadata"]["uid"], JobCache())
+    """One pass over the job as the API server has it now (the caller's copy may be stale)."""
+    meta = job["metadata"]
+    cache = _caches.setdefault(meta["uid"], JobCache())
     if not cache.lock.acquire(blocking=False):
         return  # a pass for this job is under way; it will see the same world
     try:
+        job = kube.get_job(meta.get("namespace", "default"), meta["name"])
+        if job is None or job["metadata"]["uid"] != meta["uid"]:
+            _caches.pop(meta["uid"], None)
+            return
         Pass(job, kube, settings, events).run()
+    except StalePass as e:
+        log.info("%s; the next pass reads it anew", e)
     finally:
         cache.lock.release()

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 from kubemr_operator.config import Settings
 from kubemr_operator.reconcile import reconcile
+from kubernetes.client.rest import ApiException
 
 from kubemr.runtime.local import parse_quantity
 
@@ -30,7 +31,7 @@ class StandInCluster:
 
     def __init__(self, job: dict, scratch, settings: Settings,
                  lose_before_reduce=None):
-        self.job = job
+        self.jobs = {job["metadata"]["name"]: job}
         self.scratch = scratch
         self.settings = settings
         self.pods: dict[str, dict] = {}
@@ -47,7 +48,7 @@ class StandInCluster:
                 and not (unfinished and p["status"]["phase"] == "Succeeded")]
 
     def list_jobs(self, namespaces=()):
-        return [self.job]
+        return list(self.jobs.values())
 
     def ready_nodes(self):
         return {"node-a"}
@@ -88,8 +89,24 @@ class StandInCluster:
             process.wait()
         self.pods.pop(name, None)
 
-    def patch_status(self, namespace, name, status):
-        self.job["status"] = {**self.job.get("status", {}), **status}
+    @property
+    def job(self) -> dict:
+        return next(iter(self.jobs.values()))
+
+    @job.setter
+    def job(self, job: dict) -> None:
+        self.jobs[job["metadata"]["name"]] = job
+
+    def get_job(self, namespace, name):
+        return self.jobs.get(name)
+
+    def patch_status(self, namespace, name, status, resource_version=None):
+        job = self.jobs[name]
+        meta = job["metadata"]
+        if resource_version and resource_version != meta.get("resourceVersion"):
+            raise ApiException(status=409, reason="Conflict")
+        job["status"] = {**job.get("status", {}), **status}
+        meta["resourceVersion"] = str(int(meta.get("resourceVersion", "1")) + 1)
 
     def delete_job(self, namespace, name):
         raise AssertionError("no TTL in these jobs")

@@ -83,12 +83,12 @@ def test_a_status_write_that_fails_at_success_repeats_to_the_same_end(setup):
     patch = cluster.patch_status
     failures = []
 
-    def flaky(namespace, name, status):
+    def flaky(namespace, name, status, resource_version=None):
         if status["phase"] == "Succeeded" and len(failures) < 3:
             failures.append(status)
             reconcile_module._caches.clear()  # as if the operator restarted, too
             raise ApiException(status=500, reason="etcd timeout")
-        patch(namespace, name, status)
+        patch(namespace, name, status, resource_version)
 
     cluster.patch_status = flaky
 
@@ -113,10 +113,10 @@ def test_a_status_the_api_server_refuses_for_good_fails_the_job(setup):
     cluster = StandInCluster(job, scratch, settings)
     patch = cluster.patch_status
 
-    def refusing(namespace, name, status):
+    def refusing(namespace, name, status, resource_version=None):
         if status.get("failureClass") != "StatusRefused":
             raise ApiException(status=422, reason="Unprocessable Entity")
-        patch(namespace, name, status)
+        patch(namespace, name, status, resource_version)
 
     cluster.patch_status = refusing
     status = run_to_the_end(job, cluster, settings)
@@ -209,9 +209,11 @@ def test_the_sweep_deletes_the_work_of_jobs_that_are_gone_and_only_that(setup):
     live = job_object(spec, uid="live00000000")
     gone = job_object(spec, name="gone-job", uid="dead00000000")
     cluster = StandInCluster(live, scratch, settings)
+    cluster.job = gone
     for job in (live, gone):
         reconcile(job, cluster, settings, cluster.post_event)  # plans, launches
     cluster.stop_all()
+    del cluster.jobs["gone-job"]  # deleted while no operator ran
     (tmp_path / "work" / "code" / "team").mkdir(parents=True)
     (tmp_path / "work" / "code" / "team" / "bundle.pkl").write_bytes(b"x")
     assert sweep_orphans(cluster, settings) == ["team/gone-job-dead0000"]
@@ -254,3 +256,30 @@ def test_a_split_size_that_would_plan_too_many_maps_fails_in_one_pass(setup):
     reconcile(job, cluster, settings, cluster.post_event)
     assert job["status"]["phase"] == "Failed"
     assert "more than 100000 map tasks: raise input.splitSize" in job["status"]["message"]
+
+
+def test_a_stale_copy_of_a_finished_job_changes_nothing(setup):
+    """Found by the chaos suite: a pass over a copy of the job listed before it succeeded
+    planned it again and overwrote Succeeded with InvalidInput (its own _SUCCESS was there)."""
+    tmp_path, spec, settings, scratch = setup
+    job = job_object(spec)
+    cluster = StandInCluster(job, scratch, settings)
+    stale = json.loads(json.dumps(job))
+    reconcile(job, cluster, settings, cluster.post_event)
+    stale["status"] = json.loads(json.dumps(job["status"]))
+    assert run_to_the_end(job, cluster, settings)["phase"] == "Succeeded"
+    reconcile(stale, cluster, settings, cluster.post_event)
+    assert job["status"]["phase"] == "Succeeded"
+    assert counts(tmp_path) == WANT
+
+
+def test_a_job_whose_success_was_committed_but_not_recorded_ends_succeeded(setup):
+    tmp_path, spec, settings, scratch = setup
+    job = job_object(spec)
+    cluster = StandInCluster(job, scratch, settings)
+    assert run_to_the_end(job, cluster, settings)["phase"] == "Succeeded"
+    job["status"] = {}  # the status write was lost after the output and the cleanup
+    reconcile_module._caches.clear()
+    reconcile(job, cluster, settings, cluster.post_event)
+    assert job["status"]["phase"] == "Succeeded", job["status"]
+    assert counts(tmp_path) == WANT
