@@ -89,12 +89,19 @@ def job_manifest(name: str, namespace: str, bucket: str, mapper: str = "mapper",
 
 
 def wait_for(cluster, namespace: str, name: str, condition: str, timeout: int = 420) -> dict:
-    result = cluster.kubectl("wait", f"--for=condition={condition}", f"mapreducejob/{name}",
-                             "-n", namespace, f"--timeout={timeout}s", check=False,
-                             timeout=timeout + 30)
-    job = cluster.get_json("mapreducejob", name, "-n", namespace)
-    assert result.returncode == 0, f"job did not reach {condition}: {json.dumps(job['status'])}"
-    return job
+    """The job once its `condition` (Complete or Failed) is True; fails at once if the job
+    ends the other way."""
+    deadline = time.time() + timeout
+    while True:
+        job = cluster.get_json("mapreducejob", name, "-n", namespace)
+        true = {c["type"] for c in job.get("status", {}).get("conditions", [])
+                if c["status"] == "True"}
+        if condition in true:
+            return job
+        ended = true & {"Complete", "Failed"}
+        assert not ended and time.time() < deadline, \
+            f"job did not reach {condition}: {json.dumps(job.get('status'))}"
+        time.sleep(1)
 
 
 def output_counts(bucket: str) -> Counter:

@@ -4,6 +4,7 @@ a job created again under a deleted one's name adopts nothing."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -23,6 +24,7 @@ from tests.e2e.test_operator import (
 pytestmark = pytest.mark.e2e
 
 HANGING = """
+import json
 import time
 def mapper(offset, line):
     time.sleep(3600)
@@ -113,3 +115,17 @@ def test_a_job_created_again_under_the_same_name_adopts_nothing(cluster, ns):
     assert output_counts(bucket) == want
     maps = job["status"]["maps"]["total"]
     assert job["status"]["attempts"] == maps + 3
+
+
+def test_a_job_with_200_kib_of_inline_code_runs_on_the_cluster(cluster, ns):
+    """Task pods read the spec from the store: a pod's environment holds at most 128 KiB."""
+    bucket = new_bucket()
+    want = corpus(bucket, files=2, lines=200)
+    padding = "\n".join(f"# {'x' * 96} {i}" for i in range(2000))  # about 200 KiB
+    manifest = job_manifest("big-code", ns, bucket)
+    manifest["spec"]["code"]["inline"] += "\n" + padding + "\n"
+    assert len(manifest["spec"]["code"]["inline"]) > 200 * 1024
+    # kubectl apply would copy the manifest into an annotation capped at 256 KiB: create it.
+    cluster.kubectl("create", "-f", "-", input=json.dumps(manifest))
+    wait_for(cluster, ns, "big-code", "Complete")
+    assert output_counts(bucket) == want
