@@ -146,6 +146,20 @@ stage_kubemr_context() {
   cp "$REPO_ROOT/worker_image/Dockerfile" "$ctx/worker_image/"
 }
 
+# Builds kubemr's wheel (with its C module) and its dependencies' wheels on the host into the
+# staged context's worker_image/wheels/; the image installs from there, with no index. Both
+# paths (local and kind) build the kubemr image this way.
+kubemr_wheelhouse() {
+  local ctx=$1
+  log "image $KUBEMR_IMAGE: wheelhouse on the host (pip wheel, with kubemr's C module)"
+  python3 -m pip wheel -q --wheel-dir "$ctx/worker_image/wheels" "$ctx" >> "$KUBEMR_LOG_DIR/build.log" 2>&1 \
+    || die "pip wheel failed (log: $KUBEMR_LOG_DIR/build.log)"
+  # The image's Python is 3.11 (Debian bookworm's, or python:3.11-slim's): the wheel must be
+  # built for it, C module included.
+  compgen -G "$ctx/worker_image/wheels/kubemr-*-cp311-*.whl" >/dev/null \
+    || die "no kubemr wheel for CPython 3.11 with its C module: build with a python3 3.11 that has gcc and its headers (log: $KUBEMR_LOG_DIR/build.log)"
+}
+
 kubemr_src_key() {
   (cd "$KUBEMR_SRC" && find pyproject.toml README.md kubemr operator -type f \
      ! -path '*/__pycache__/*' ! -path '*.egg-info/*' ! -name '*.so' 2>/dev/null | LC_ALL=C sort | xargs cat 2>/dev/null
@@ -162,12 +176,7 @@ image_kubemr() {
     log "image $KUBEMR_IMAGE: building from worker_image/Dockerfile (source $KUBEMR_SRC)"
     local ctx; ctx=$(mktemp -d)
     stage_kubemr_context "$ctx"
-    log "image $KUBEMR_IMAGE: wheelhouse on the host (pip wheel, with kubemr's C module)"
-    python3 -m pip wheel -q --wheel-dir "$ctx/worker_image/wheels" "$ctx" >> "$KUBEMR_LOG_DIR/build.log" 2>&1 \
-      || die "pip wheel failed (log: $KUBEMR_LOG_DIR/build.log)"
-    # The image's Python is Debian bookworm's 3.11: the wheel must be built for it, C module included.
-    compgen -G "$ctx/worker_image/wheels/kubemr-*-cp311-*.whl" >/dev/null \
-      || die "no kubemr wheel for CPython 3.11 with its C module: build with a python3 3.11 that has gcc and its headers (log: $KUBEMR_LOG_DIR/build.log)"
+    kubemr_wheelhouse "$ctx"
     _ensure_base_loaded
     _dk build -q -f "$ctx/worker_image/Dockerfile" --build-arg "BASE_IMAGE=$BASE_IMAGE" \
       --build-arg "PIP_INSTALL_ARGS=--no-index --find-links /tmp/wheels" \

@@ -21,7 +21,7 @@ deploy_minio() {
     wait_for 60 "minio reachable from the host at $ip:9000" curl -sf "http://$ip:9000/minio/health/ready"
     log "minio: http://minio.kubemr-system:9000 in pods, http://$ip:9000 from the host"
   else
-    log "minio: http://minio.kubemr-system:9000 in pods (kubectl -n kubemr-system port-forward svc/minio 9000 for the host)"
+    log "minio: http://minio.kubemr-system:9000 in pods, http://$ip:9000 from the host where the service range is routed (else kubectl -n kubemr-system port-forward svc/minio 9000)"
   fi
 }
 

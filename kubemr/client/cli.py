@@ -204,7 +204,9 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kubemr", description="Kubernetes-native MapReduce.")
+    # Installed twice: as `kubemr`, and as `kubectl-mr`, which kubectl runs for `kubectl mr`.
+    prog = "kubectl mr" if os.path.basename(sys.argv[0]) == "kubectl-mr" else "kubemr"
+    parser = argparse.ArgumentParser(prog=prog, description="Kubernetes-native MapReduce.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, handler, help: str, job: bool = False,

@@ -308,6 +308,21 @@ def test_helm_lint_is_clean(cluster):
     assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout
 
 
+def test_helm_test_runs_a_word_count_through_the_operator(cluster, operator):
+    """The chart's `helm test` hook (templates/tests/, files/helm_test.py) passes, and cleans up."""
+    from tests.e2e.conftest import helm_bin
+
+    result = subprocess.run([helm_bin(), "test", "kubemr", "--kubeconfig", cluster.kubeconfig,
+                             "--namespace", SYSTEM, "--logs", "--timeout", "300s"],
+                            capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"Phase:\s+Succeeded", result.stdout), result.stdout
+    assert "kubemr helm test: ok: job kubemr-test-" in result.stdout, result.stdout
+    wait_until(lambda: not [j for j in cluster.get_json("mapreducejobs", "-n", SYSTEM)["items"]
+                            if j["metadata"]["name"].startswith("kubemr-test-")],
+               timeout=120, what="the helm test's job to be deleted")
+
+
 def test_the_image_runs_the_compiled_map_buffer(cluster):
     """The image installs kubemr's wheel built with its C module (kubemr/engine/_tally.c)."""
     shown = cluster.kubectl("exec", "-n", SYSTEM, "deploy/kubemr-operator", "--", "python3",

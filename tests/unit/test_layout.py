@@ -31,3 +31,21 @@ def test_the_import_boundaries_hold():
     result = subprocess.run([linter, "--no-cache"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "0 broken" in result.stdout
+
+
+def test_kubectl_mr_is_the_kubemr_command():
+    """`kubectl mr ...` (a kubectl plugin is any `kubectl-NAME` on PATH) runs the kubemr CLI."""
+    import tomllib
+
+    with open(os.path.join(REPO, "pyproject.toml"), "rb") as f:
+        scripts = tomllib.load(f)["project"]["scripts"]
+    assert scripts["kubectl-mr"] == scripts["kubemr"]
+    prog = subprocess.check_output(
+        [sys.executable, "-c", "import sys; sys.argv[0] = '/usr/local/bin/kubectl-mr'\n"
+         f"from {scripts['kubemr'].split(':')[0]} import build_parser\n"
+         "print(build_parser().prog)"], cwd=REPO, text=True)
+    assert prog.strip() == "kubectl mr"
+    installed = os.path.join(os.path.dirname(sys.executable), "kubectl-mr")
+    if os.path.exists(os.path.join(os.path.dirname(sys.executable), "kubemr")):
+        usage = subprocess.run([installed, "--help"], capture_output=True, text=True, check=True)
+        assert usage.stdout.startswith("usage: kubectl mr"), usage.stdout

@@ -51,3 +51,7 @@ app.kubernetes.io/component: minio
 kubemr.io/storage-node: {{ . }}
 {{- end }}
 {{- end }}
+
+{{- define "kubemr.testName" -}}
+{{ .Release.Name }}-test
+{{- end }}

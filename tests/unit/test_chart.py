@@ -1,0 +1,190 @@
+"""The helm chart without a cluster: lint, the values schema, NOTES and the `helm test` hook.
+
+helm is the one hack/cluster.sh builds (~/.cache/kubemr/cluster/bin/helm, or the cached
+~/.cache/kubemr/bin/helm-<HELM_VERSION>), else the one on PATH. Without helm these tests skip,
+unless KUBEMR_E2E_REQUIRED=1 (CI, where the cluster and its helm are up), where they fail.
+The `helm test` program itself (files/helm_test.py) is also run here with the local runner.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "kubemr"
+CACHE = Path(os.environ.get("KUBEMR_CACHE", Path.home() / ".cache" / "kubemr"))
+
+
+def _helm() -> str:
+    versions = (REPO / "hack" / "lib" / "versions.sh").read_text()
+    version = re.search(r'HELM_VERSION="\$\{HELM_VERSION:-([^}]+)\}"', versions).group(1)
+    for candidate in (CACHE / "cluster" / "bin" / "helm", CACHE / "bin" / f"helm-{version}"):
+        if os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which("helm")
+    if found:
+        return found
+    message = "no helm: hack/cluster.sh build (or up) builds one, or install helm"
+    if os.environ.get("KUBEMR_E2E_REQUIRED") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def helm():
+    binary = _helm()
+
+    def run(*args: str, chart: Path = CHART) -> subprocess.CompletedProcess:
+        return subprocess.run([binary, *args, str(chart)], capture_output=True, text=True,
+                              timeout=120)
+
+    return run
+
+
+PER_NODE = ["--set", "minioPerNode=true", "--set", "minioNodes={kubemr-worker,kubemr-worker2}"]
+
+
+@pytest.mark.parametrize("values", [
+    [],
+    PER_NODE,
+    ["--set", "minio=true", "--set", "minioNodePort=30900"],
+    ["--set", "storageEndpoint=https://s3.example.com", "--set", "storageSecret=my-keys",
+     "--set", "workUri=s3://scratch/kubemr", "--set", "imagePullPolicy=Always"],
+], ids=["defaults", "minio-per-node", "shared-minio", "external-s3"])
+def test_helm_lint_is_clean_in_each_install_mode(helm, values):
+    result = helm("lint", "--strict", *values)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("values, complaint", [
+    (["--set-string", "reconcileSeconds=2"], "/reconcileSeconds': got string, want number"),
+    (["--set", "heartbeatSeconds=0"], "/heartbeatSeconds"),
+    (["--set", "replicas=1.5"], "/replicas"),
+    (["--set", "imagePullPolicy=Sometimes"], "/imagePullPolicy': value must be one of"),
+    (["--set", "minioPerNode=yes"], "/minioPerNode': got string, want boolean"),
+    (["--set", "minioPerNode=true"], "/minioNodes': minItems"),
+    (["--set", "minioNodePort=high"], "/minioNodePort': got string, want integer"),
+    (["--set", "storageEndpoint=minio:9000"], "/storageEndpoint"),
+    (["--set", "workUri=/tmp/work"], "/workUri"),
+    (["--set", "resources.requests.cpu=lots"], "/resources/requests/cpu"),
+    (["--set", "operatorReplicas=2"], "additional properties 'operatorReplicas' not allowed"),
+], ids=["string-for-number", "zero-seconds", "fractional-replicas", "pull-policy",
+        "string-for-bool", "per-node-without-nodes", "node-port-not-a-number",
+        "endpoint-without-scheme", "work-uri-not-s3", "bad-quantity", "unknown-value"])
+def test_a_wrong_value_is_refused_by_the_schema(helm, values, complaint):
+    for command in (["lint"], ["template", "kubemr"]):
+        result = helm(*command, *values)
+        assert result.returncode != 0, f"helm {command[0]} {values} was accepted"
+        assert complaint in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+def test_every_value_is_typed_in_the_schema():
+    import json
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert schema["additionalProperties"] is False
+    assert set(schema["properties"]) == set(values)
+    for name, prop in schema["properties"].items():
+        assert "type" in prop, f"{name} has no type"
+        assert prop.get("description"), f"{name} has no description"
+
+
+def _rendered(helm, *values: str) -> list[dict]:
+    result = helm("template", "kubemr", "--namespace", "kubemr-system", *values)
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def test_template_renders_the_helm_test_hook(helm):
+    docs = _rendered(helm)
+    hooks = [d for d in docs if (d["metadata"].get("annotations") or {}).get("helm.sh/hook")]
+    # `helm test --logs` reads a pod's log for every test hook: the pod is the only hook.
+    assert [(d["kind"], d["metadata"]["name"]) for d in hooks] == [("Pod", "kubemr-test")]
+    (pod,) = hooks
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    test_objects = {(d["kind"], d["metadata"]["name"]): d for d in docs
+                    if d["metadata"]["labels"].get("app.kubernetes.io/component") == "test"}
+    assert set(test_objects) == {("ServiceAccount", "kubemr-test"), ("Role", "kubemr-test"),
+                                 ("RoleBinding", "kubemr-test"), ("ConfigMap", "kubemr-test"),
+                                 ("Pod", "kubemr-test")}
+    assert pod["spec"]["serviceAccountName"] == "kubemr-test"
+    (container,) = pod["spec"]["containers"]
+    assert container["image"] == "kubemr/kubemr:dev"
+    assert container["command"] == ["python3", "/etc/kubemr-test/helm_test.py"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["KUBEMR_S3_ENDPOINT"] == "http://minio.kubemr-system:9000"
+    assert env["KUBEMR_WORK_URI"] == "s3://kubemr-work"
+    program = test_objects["ConfigMap", "kubemr-test"]["data"]["helm_test.py"]
+    assert program == (CHART / "files" / "helm_test.py").read_text()
+    rules = test_objects["Role", "kubemr-test"]["rules"]
+    assert {"create", "get", "delete"} <= set(rules[0]["verbs"])
+    assert rules[0]["resources"] == ["mapreducejobs"]
+
+
+def test_notes_say_how_to_check_the_install_and_run_a_first_job(helm, tmp_path):
+    # `helm template` renders NOTES.txt but does not print it, and `helm install --dry-run` wants
+    # a cluster: a copy of the chart renders the same file with `tpl` into a ConfigMap.
+    chart = tmp_path / "kubemr"
+    shutil.copytree(CHART, chart)
+    shutil.copy(CHART / "templates" / "NOTES.txt", chart / "files" / "NOTES.txt")
+    (chart / "templates" / "zz-notes.yaml").write_text(
+        'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\n'
+        'data:\n  notes: {{ tpl (.Files.Get "files/NOTES.txt") . | quote }}\n')
+
+    def notes(*values: str) -> str:
+        result = helm("template", "kubemr", "--namespace", "kubemr-system",
+                      "--show-only", "templates/zz-notes.yaml", *values, chart=chart)
+        assert result.returncode == 0, result.stderr
+        return yaml.safe_load(result.stdout)["data"]["notes"]
+
+    text = notes()
+    assert "helm test kubemr -n kubemr-system --logs" in text
+    assert "deploy/kubemr-operator" in text
+    assert "kind: MapReduceJob" in text and "kubectl apply -f -" in text
+    assert "kubectl wait --for=condition=Complete mapreducejob/wordcount" in text
+    assert "kubectl mr describe wordcount" in text
+    assert "Secret minio-credentials" in text
+    assert "http://minio.kubemr-system:9000" in text
+    assert "kubemr-worker2" not in text
+    assert "kubemr-worker, kubemr-worker2 (bucket node-<node>)" in notes(*PER_NODE)
+    assert "Deployment minio" not in text and "Deployment minio" in notes("--set", "minio=true")
+    # The manifest in the notes is a valid job.
+    from kubemr.spec.manifest import parse_manifest
+
+    block = text.split("<<'YAML'\n", 1)[1].split("     YAML\n", 1)[0]
+    doc = yaml.safe_load("\n".join(line[5:] for line in block.splitlines()))
+    assert parse_manifest(doc).name == "wordcount"
+
+
+def _helm_test_program():
+    spec = importlib.util.spec_from_file_location("helm_test", CHART / "files" / "helm_test.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_helm_test_job_counts_its_words_with_the_local_runner(tmp_path):
+    from kubemr.client.sdk import read_output
+    from kubemr.runtime.local import run_local
+    from kubemr.spec.manifest import parse_manifest
+
+    program = _helm_test_program()
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "words.txt").write_text(program.TEXT)
+    manifest = program.job_manifest("kubemr-test-abc123", "kubemr-system", tmp_path.as_uri())
+    run_local(parse_manifest(manifest), workers=2)
+    got = dict(read_output(manifest["spec"]["output"]["uri"], "jsonl"))
+    assert got == dict(Counter(program.TEXT.split()))
