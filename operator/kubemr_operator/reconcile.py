@@ -138,6 +138,9 @@ def load_plan(job: dict, work: str, settings: Settings) -> Plan:
     if summary and summary.get("uid") == job["metadata"]["uid"]:
         raise AlreadySucceeded(f"output committed to {commit.output_prefix(spec)}")
     commit.check_output(spec)
+    code = (spec.get("code") or {}).get("pickle")
+    if code and not store_for(code).exists(code):
+        raise ManifestError(f"spec.code.pickle names {code}, which does not exist")
     splits = plan_splits(spec["input"]["uris"], spec["input"]["format"],
                          spec["input"]["splitSize"])
     plan = Plan(spec, [{"split": s.to_dict(), "node": node_of(s.uri, settings.node_servers)}

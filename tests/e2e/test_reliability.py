@@ -129,3 +129,50 @@ def test_a_job_with_200_kib_of_inline_code_runs_on_the_cluster(cluster, ns):
     cluster.kubectl("create", "-f", "-", input=json.dumps(manifest))
     wait_for(cluster, ns, "big-code", "Complete")
     assert output_counts(bucket) == want
+
+
+@pytest.mark.parametrize("case", ["file input", "plain intermediate path", "missing input",
+                                  "output holds a job", "missing code bundle"])
+def test_every_bad_input_ends_failed_within_60_s_naming_the_problem(cluster, ns, case):
+    """Bad input the schema cannot catch ends Failed, with the problem named, within 60 s."""
+    bucket = new_bucket()
+    corpus(bucket, files=1, lines=20)
+    manifest = job_manifest("bad", ns, bucket)
+    spec = manifest["spec"]
+    named = {"file input": "spec.input.uri", "plain intermediate path": "spec.intermediate.uri",
+             "missing input": "matches no files", "output holds a job": "already holds",
+             "missing code bundle": "spec.code.pickle"}[case]
+    if case == "file input":
+        spec["input"]["uri"] = "file:///etc/"
+    elif case == "plain intermediate path":
+        spec["intermediate"] = {"uri": "file:///var/lib/kubemr"}
+    elif case == "missing input":
+        spec["input"]["uri"] = f"{bucket}/nothing-here/"
+    elif case == "output holds a job":
+        store_for(bucket + "/").write_bytes(f"{bucket}/out/_SUCCESS", b"{}")
+    else:
+        spec["code"] = {"pickle": f"{bucket}/code/absent.pkl"}
+        spec["maxAttempts"] = 2
+    started = time.time()
+    cluster.apply(manifest)
+    job = wait_for(cluster, ns, "bad", "Failed", timeout=60)
+    took = time.time() - started
+    print(f"bad input {case!r}: Failed in {took:.1f} s: {job['status']['message'][:200]}")
+    assert took < 60
+    assert named in job["status"]["message"], job["status"]
+
+
+def test_cancelling_a_failing_job_starts_no_new_attempt(cluster, ns):
+    bucket = new_bucket()
+    corpus(bucket, files=2, lines=50)
+    cluster.apply(job_manifest("cancel-retries", ns, bucket, mapper="always_raises",
+                               maxAttempts=10, backoffSeconds=1))
+    wait_until(lambda: "TaskFailed" in cluster.kubectl(
+        "get", "events", "-n", ns, "--field-selector",
+        "involvedObject.name=cancel-retries").stdout, what="a failed attempt")
+    cluster.kubectl("delete", "mapreducejob", "cancel-retries", "-n", ns, "--timeout=60s")
+    wait_until(lambda: not cluster.get_json("pods", "-n", ns, "-l",
+                                            "kubemr.io/job=cancel-retries")["items"],
+               timeout=60, what="the job's pods to go")
+    time.sleep(10)
+    assert not cluster.get_json("pods", "-n", ns, "-l", "kubemr.io/job=cancel-retries")["items"]

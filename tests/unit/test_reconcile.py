@@ -283,3 +283,14 @@ def test_a_job_whose_success_was_committed_but_not_recorded_ends_succeeded(setup
     reconcile(job, cluster, settings, cluster.post_event)
     assert job["status"]["phase"] == "Succeeded", job["status"]
     assert counts(tmp_path) == WANT
+
+
+def test_a_missing_code_bundle_fails_at_planning(setup):
+    tmp_path, spec, settings, scratch = setup
+    spec = json.loads(json.dumps(spec))
+    spec["code"] = {"pickle": f"file://{tmp_path}/absent.pkl"}
+    job = job_object(spec)
+    cluster = StandInCluster(job, scratch, settings)
+    reconcile(job, cluster, settings, cluster.post_event)
+    assert job["status"]["phase"] == "Failed" and cluster.pods == {}
+    assert "spec.code.pickle names" in job["status"]["message"]
