@@ -10,6 +10,7 @@ from kubemr.scheduling.failures import (
     MAP_OUTPUT_LOST,
     NOT_STARTED,
     RULES,
+    SUSPENDED,
     TIMEOUT,
     USER_ERROR,
 )
@@ -61,6 +62,8 @@ def decide(tasks: list[Task], policy: Policy, now: float,
     mapping = not all(t.committed for t in maps)
     if not mapping and all(t.committed for t in reduces):
         return Decision("Succeeded", stop=stops)
+    if policy.suspended:
+        return _suspend(tasks, stops, lost, now)
     decision = Decision("Mapping" if mapping else "Reducing", stop=stops, lost_maps=lost)
     active = maps if mapping else reduces
     for task in active:
@@ -170,7 +173,7 @@ def _exhausted(task: Task, policy: Policy) -> tuple[str, str] | None:
         if used >= policy.max_attempts:
             return attempt.failure, (f"{task.label} failed on all {policy.max_attempts} "
                                      f"attempts ({attempt.failure}): {tail}")
-    elif len(task.failures(attempt.failure)) >= rule.limit:
+    elif rule.limit is not None and len(task.failures(attempt.failure)) >= rule.limit:
         return attempt.failure, (f"{task.label} failed {rule.limit} times "
                                  f"({attempt.failure}): {tail}")
     return None
@@ -190,6 +193,17 @@ def _next_attempt(task: Task, policy: Policy, now: float) -> Launch | None:
         if now - attempt.finished < policy.backoff(backoffs):
             return None
     return Launch(task, task.next_number, attempt.node if rule.avoids_node else None)
+
+
+def _suspend(tasks: list[Task], stops: list[Stop], lost: list[Task], now: float) -> Decision:
+    """Every running attempt stops, as not the task's fault; nothing starts."""
+    stopping = {id(s.attempt) for s in stops}
+    for task in tasks:
+        for attempt in task.attempts:
+            if attempt.active and id(attempt) not in stopping and not task.committed:
+                attempt.fail(SUSPENDED, "stopped: the job was suspended", now)
+                stops.append(Stop(task, attempt, SUSPENDED))
+    return Decision("Suspended", stop=stops, lost_maps=lost)
 
 
 def _fail(tasks: list[Task], stops: list[Stop], failure: str, message: str) -> Decision:

@@ -16,6 +16,7 @@ EVICTED = "Evicted"  # evicted, preempted or drained
 DELETED = "PodDeleted"  # the attempt was removed by someone else
 MAP_OUTPUT_LOST = "MapOutputLost"  # committed map output gone: the map runs again
 DEADLINE_EXCEEDED = "DeadlineExceeded"  # the job ran past activeDeadlineSeconds
+SUSPENDED = "Suspended"  # stopped because the job was suspended
 
 INFRA_LIMIT = 10
 STORAGE_LIMIT = 6  # with backoff 5 s: 155 s of retries before the job fails
@@ -44,6 +45,7 @@ RULES: dict[str, FailureRule] = {
     DELETED: FailureRule(counts=False, backs_off=False, avoids_node=False, limit=INFRA_LIMIT),
     MAP_OUTPUT_LOST: FailureRule(counts=False, backs_off=False, avoids_node=False,
                                  limit=INFRA_LIMIT),
+    SUSPENDED: FailureRule(counts=False, backs_off=False, avoids_node=False),
 }
 
 OUT_OF_MEMORY = ("the task ran out of memory: raise spec.resources.limits.memory or lower "

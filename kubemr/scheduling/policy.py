@@ -15,6 +15,7 @@ class Policy:
     task_timeout: float = 600.0  # no progress for this long fails the attempt as Timeout
     active_deadline: float | None = None  # the whole job fails past this many seconds
     speculation: bool = True  # backup attempts for stragglers near the end of a phase
+    suspended: bool = False  # stop every attempt, start none (spec.suspend)
 
     @classmethod
     def from_spec(cls, spec: dict) -> Policy:
@@ -24,7 +25,8 @@ class Policy:
                    backoff_seconds=float(spec.get("backoffSeconds", 5)),
                    task_timeout=float(spec.get("taskTimeoutSeconds", 600)),
                    active_deadline=float(deadline) if deadline is not None else None,
-                   speculation=bool(spec.get("speculation", True)))
+                   speculation=bool(spec.get("speculation", True)),
+                   suspended=bool(spec.get("suspend", False)))
 
     def backoff(self, failures: int) -> float:
         """The wait after the n-th failure that backs off: base, 2 x base, ... up to 5 min."""

@@ -46,7 +46,8 @@ log = logging.getLogger("kubemr.operator")
 TERMINAL = ("Succeeded", "Failed")
 # Fields that may change while a job runs; every other field is read from the spec the job
 # was planned with (the CRD refuses changes to them too).
-MUTABLE = ("parallelism", "ttlSecondsAfterFinished", "activeDeadlineSeconds", "speculation")
+MUTABLE = ("parallelism", "ttlSecondsAfterFinished", "activeDeadlineSeconds", "speculation",
+           "suspend")
 INVALID_INPUT = "InvalidInput"
 Events = Callable[[dict, str, str, str], None]  # (job, type, reason, message)
 
@@ -231,8 +232,9 @@ class Pass:
             for launch in decision.launch:
                 self._launch(plan, world, launch)
             if decision.phase != self.status.get("phase"):
-                self.events(self.job, "Normal", decision.phase,
-                            f"{decision.phase.lower()} started")
+                self.events(self.job, "Normal", decision.phase, {
+                    "Suspended": "suspended: running attempts stopped, none start"}.get(
+                    decision.phase, f"{decision.phase.lower()} started"))
             self._write_status(decision.phase, world, policy)
 
     # -- observe -------------------------------------------------------------------------------

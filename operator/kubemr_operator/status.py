@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-CONDITION_TYPES = ("Progressing", "Complete", "Failed")
+CONDITION_TYPES = ("Progressing", "Complete", "Failed", "Suspended")
 
 
 def now_iso() -> str:
@@ -25,6 +25,8 @@ def conditions(old: list[dict], phase: str, message: str, generation: int,
                      "JobSucceeded" if phase == "Succeeded" else "NotComplete"),
         "Failed": ("True" if phase == "Failed" else "False",
                    (reason or "JobFailed") if phase == "Failed" else "NotFailed"),
+        "Suspended": ("True" if phase == "Suspended" else "False",
+                      "JobSuspended" if phase == "Suspended" else "NotSuspended"),
     }
     by_type = {c["type"]: c for c in old}
     result = []

@@ -176,3 +176,31 @@ def test_cancelling_a_failing_job_starts_no_new_attempt(cluster, ns):
                timeout=60, what="the job's pods to go")
     time.sleep(10)
     assert not cluster.get_json("pods", "-n", ns, "-l", "kubemr.io/job=cancel-retries")["items"]
+
+
+def test_suspend_mid_map_then_resume_gives_exact_output_and_reruns_no_committed_task(cluster,
+                                                                                     ns):
+    bucket = new_bucket()
+    want = corpus(bucket, files=3, lines=600)
+    cluster.apply(job_manifest("pausing", ns, bucket, mapper="slow", parallelism=2,
+                               maxAttempts=1))
+    wait_until(lambda: cluster.get_json("mapreducejob", "pausing", "-n", ns).get("status", {})
+               .get("maps", {}).get("succeeded", 0) >= 2, what="two committed maps")
+    cluster.kubectl("patch", "mapreducejob", "pausing", "-n", ns, "--type=merge",
+                    "-p", '{"spec": {"suspend": true}}')
+    wait_for(cluster, ns, "pausing", "Suspended", timeout=60)
+    wait_until(lambda: not running_pods(cluster, ns, "pausing"), timeout=60,
+               what="the running attempts to stop")
+    committed = cluster.get_json("mapreducejob", "pausing", "-n", ns)["status"]["maps"]
+    time.sleep(5)
+    assert not running_pods(cluster, ns, "pausing"), "an attempt started while suspended"
+    cluster.kubectl("patch", "mapreducejob", "pausing", "-n", ns, "--type=merge",
+                    "-p", '{"spec": {"suspend": false}}')
+    job = wait_for(cluster, ns, "pausing", "Complete")
+    assert output_counts(bucket) == want
+    pods = cluster.get_json("pods", "-n", ns, "-l", "kubemr.io/job=pausing")["items"]
+    succeeded = [p for p in pods if p["status"].get("phase") == "Succeeded"]
+    tasks = [(p["metadata"]["labels"]["kubemr.io/task-type"],
+              p["metadata"]["labels"]["kubemr.io/task-index"]) for p in succeeded]
+    assert len(tasks) == len(set(tasks)), "a committed task ran again"
+    assert committed["succeeded"] >= 2 and job["status"]["phase"] == "Succeeded"

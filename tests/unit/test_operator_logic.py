@@ -110,7 +110,8 @@ def test_pods_are_observed_into_the_schedulers_failure_classes():
 def test_conditions_follow_the_phase_and_keep_transition_times():
     first = conditions([], "Mapping", "", 1)
     assert [(c["type"], c["status"]) for c in first] == [
-        ("Progressing", "True"), ("Complete", "False"), ("Failed", "False")]
+        ("Progressing", "True"), ("Complete", "False"), ("Failed", "False"),
+        ("Suspended", "False")]
     done = conditions(first, "Succeeded", "output committed", 1)
     complete = next(c for c in done if c["type"] == "Complete")
     assert complete["status"] == "True" and complete["reason"] == "JobSucceeded"

@@ -59,7 +59,7 @@ def test_a_job_runs_to_its_output_and_leaves_no_work_behind(setup):
     status = run_to_the_end(job, cluster, settings)
     assert status["phase"] == "Succeeded" and status["mapsDone"] == "4/4"
     assert status["attempts"] == 6 and status["reducesDone"] == "2/2"
-    assert [c["status"] for c in status["conditions"]] == ["False", "True", "False"]
+    assert [c["status"] for c in status["conditions"]] == ["False", "True", "False", "False"]
     assert counts(tmp_path) == WANT
     assert not os.path.exists(work_uri(job, settings)[len("file://"):])
 
@@ -294,3 +294,26 @@ def test_a_missing_code_bundle_fails_at_planning(setup):
     reconcile(job, cluster, settings, cluster.post_event)
     assert job["status"]["phase"] == "Failed" and cluster.pods == {}
     assert "spec.code.pickle names" in job["status"]["message"]
+
+
+def test_suspend_stops_the_pods_and_resume_goes_on_from_the_committed_tasks(setup):
+    tmp_path, spec, settings, scratch = setup
+    spec = dict(spec, maxAttempts=1, mapper="slow",
+                code={"inline": WORDCOUNT + "\nimport time\ndef slow(k, v):\n"
+                      "    time.sleep(0.3)\n    yield from mapper(k, v)\n"})
+    job = job_object(spec)
+    cluster = StandInCluster(job, scratch, settings)
+    reconcile(job, cluster, settings, cluster.post_event)
+    assert len(cluster.pods) == 4
+    job["spec"]["suspend"] = True
+    reconcile(job, cluster, settings, cluster.post_event)
+    status = job["status"]
+    assert status["phase"] == "Suspended"
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Suspended"] == "True"
+    assert cluster.processes == {}
+    reconcile(job, cluster, settings, cluster.post_event)
+    assert cluster.processes == {}  # nothing starts while suspended
+    job["spec"]["suspend"] = False
+    status = run_to_the_end(job, cluster, settings)
+    assert status["phase"] == "Succeeded"  # maxAttempts 1: the stopped attempts used none
+    assert counts(tmp_path) == WANT

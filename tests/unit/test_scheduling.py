@@ -261,3 +261,22 @@ def test_no_backup_with_speculation_off_or_before_every_task_has_started():
         ex.commit(t)
     ex.now += 60
     assert [x.task.index for x in ex.step().launch] == [9]  # the last task, not a backup
+
+
+def test_suspending_stops_every_attempt_without_using_one_and_resuming_goes_on():
+    tasks = new_tasks(3, 1)
+    ex = FakeExecutor(tasks, Policy(max_attempts=1, backoff_seconds=60))
+    ex.step()
+    ex.commit(tasks[0])
+    ex.policy = Policy(max_attempts=1, backoff_seconds=60, suspended=True)
+    d = ex.step()
+    assert d.phase == "Suspended" and d.launch == []
+    assert sorted(s[:4] for s in ex.stopped) == [("map", 1, 1, "Suspended"),
+                                                 ("map", 2, 1, "Suspended")]
+    ex.now += 1000
+    assert ex.step().launch == []  # still suspended: nothing starts
+    ex.policy = Policy(max_attempts=1, backoff_seconds=60)
+    d = ex.step()
+    assert d.phase == "Mapping"  # maxAttempts 1, yet the stopped attempts used none
+    assert [(x.task.index, x.number) for x in d.launch] == [(1, 2), (2, 2)]
+    assert tasks[0].committed and len(tasks[0].attempts) == 1
