@@ -4,6 +4,7 @@
     python bench/cluster.py overhead [--runs 5]
     python bench/cluster.py throughput [--size-mib 1024]
     python bench/cluster.py scale [--maps 1000]
+    python bench/cluster.py speculation [--runs 3]
 
 overhead: seconds from `kubectl apply` of a trivial job (1 map, 1 reduce) to phase Succeeded,
 against two bare pods of the same image run one after the other (create, wait for Succeeded,
@@ -13,6 +14,10 @@ same corpus on this machine (2 workers); MB/s of each and their ratio.
 scale: a job of --maps map tasks (one small object each) and 2 reduces, run to Succeeded while
 the operator's process is watched: its peak RSS (VmHWM; target under 200 MiB), the job's
 duration and the size of the job object in etcd.
+speculation: a word count of 24 map tasks whose mapper is slow on one node only (it sleeps
+30 s per split there), with speculation off and on, against the same job with no slow node;
+median seconds of each over --runs interleaved rounds, and the ratios to the job with no slow
+node (target with speculation: at most 1.2).
 """
 
 from __future__ import annotations
@@ -254,11 +259,55 @@ def scale(maps: int) -> None:
           f"object {largest_object / 1024:.1f} KiB")
 
 
+SLOW_NODE_SOURCE = WORDCOUNT_SOURCE + """
+import os, time
+_SLOW = os.environ.get("KUBEMR_NODE_NAME") == os.environ.get("BENCH_SLOW_NODE", "-")
+
+def slow_mapper(offset, line):
+    global _SLOW
+    if _SLOW:
+        time.sleep(30)  # this node is slow: once per split
+        _SLOW = False
+    yield from mapper(offset, line)
+"""
+
+
+def speculation(runs: int) -> None:
+    from kubemr.storage import store_for
+
+    bucket = f"s3://bench-spec-{uuid.uuid4().hex[:8]}"
+    store = store_for(bucket + "/")
+    text = "".join(f"line {i} of the speculation corpus with a few words\n" for i in range(400))
+    for f in range(24):
+        store.write_bytes(f"{bucket}/in/part-{f:02d}.txt", text.encode())
+    nodes = json.loads(kubectl("get", "nodes", "-l", "kubemr.io/role=worker", "-o", "json"))
+    slow_node = nodes["items"][0]["metadata"]["name"]
+    times: dict[str, list[float]] = {"no slow node": [], "speculation off": [],
+                                     "speculation on": []}
+    for round_ in range(runs):
+        for case in times:
+            name = f"spec-{round_}-{case.split()[-1]}"
+            slow = case != "no slow node"
+            code = SLOW_NODE_SOURCE.replace('"BENCH_SLOW_NODE", "-"',
+                                            f'"BENCH_SLOW_NODE", "{slow_node if slow else "-"}"')
+            job = job_manifest(name, f"{bucket}/in/", f"{bucket}/out-{name}/",
+                               mapper="slow_mapper", reducers=2, parallelism=6,
+                               locality="none", speculation=case != "speculation off",
+                               code={"inline": code})
+            times[case].append(job_seconds(job))
+            kubectl("delete", "mapreducejob", name, "-n", NAMESPACE, "--wait=false")
+            print(f"round {round_ + 1} {case}: {times[case][-1]:.1f} s", flush=True)
+    base = statistics.median(times["no slow node"])
+    for case, values in times.items():
+        median = statistics.median(values)
+        print(f"{case:16s} median {median:6.1f} s  ratio to no slow node {median / base:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("what", choices=["overhead", "throughput", "scale"])
+    parser.add_argument("what", choices=["overhead", "throughput", "scale", "speculation"])
     parser.add_argument("--maps", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--size-mib", type=int, default=1024)
@@ -268,6 +317,8 @@ def main() -> None:
         overhead(args.runs)
     elif args.what == "scale":
         scale(args.maps)
+    elif args.what == "speculation":
+        speculation(args.runs)
     else:
         throughput(args.size_mib)
 
