@@ -18,9 +18,9 @@ from kubemr.engine.maptask import MapTask
 from kubemr.engine.plan import Split
 from kubemr.engine.reducetask import ReduceTask
 from kubemr.engine.usercode import load_functions, load_pickled
-from kubemr.errors import MapOutputLost, StorageError
+from kubemr.errors import MapOutputLost, StorageError, UntrustedCommit
 from kubemr.storage import store_for
-from kubemr.storage.nodes import on_node
+from kubemr.storage.nodes import on_node, within
 
 
 def run_task(task: dict) -> dict:
@@ -53,7 +53,7 @@ def _run_map(task: dict, spec: dict, functions, scratch: str) -> dict:
     index = map_task.run(local)
     data = commit.attempt_data_uri(task["work"], "map", task["index"], task["attempt"])
     # With one MinIO server per node, map output stays on this node's server.
-    data = on_node(data, _node(task), json.loads(os.environ.get("KUBEMR_NODE_SERVERS") or "[]"))
+    data = on_node(data, _node(task), _node_servers())
     store_for(data).upload_file(data, local)
     map_task.counters["map_output_bytes"] += os.path.getsize(local)
     return {"data": data, "index": index, "counters": _grouped(map_task.counters)}
@@ -66,6 +66,9 @@ def _run_reduce(task: dict, spec: dict, functions, scratch: str) -> dict:
         record = commit.read_commit(task["work"], "map", m)
         if record is None:
             raise StorageError(f"map task {m} has no committed output under {task['work']}")
+        if not within(record.get("data", ""), task["work"], _node_servers()):
+            raise UntrustedCommit(f"the COMMIT of map task {m} names {record.get('data')!r}, "
+                                  f"outside the job's work prefix {task['work']}/: not read")
         start, end, _ = record["index"][r]
         segments.append((record["data"], start, end))
         sources.append((m, record["attempt"]))
@@ -84,6 +87,10 @@ def _run_reduce(task: dict, spec: dict, functions, scratch: str) -> dict:
     data = commit.attempt_data_uri(task["work"], "reduce", r, task["attempt"])
     store_for(data).upload_file(data, local)
     return {"data": data, "counters": _grouped(reduce_task.counters)}
+
+
+def _node_servers() -> list[dict]:
+    return json.loads(os.environ.get("KUBEMR_NODE_SERVERS") or "[]")
 
 
 def _node(task: dict) -> str:

@@ -31,3 +31,8 @@ def node_copies(uri: str, servers: list[dict]) -> list[str]:
     if not uri.startswith("s3://"):
         return []
     return [f"s3://{s['bucket']}/{split_uri(uri)[2]}" for s in servers]
+
+
+def within(uri: str, prefix: str, servers: list[dict]) -> bool:
+    """Whether `uri` lies under `prefix`, or under the same key on a node's server."""
+    return any(uri.startswith(p + "/") for p in [prefix, *node_copies(prefix, servers)])

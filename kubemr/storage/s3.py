@@ -55,15 +55,19 @@ def _settings() -> dict[str, str]:
     return settings
 
 
-def endpoint_for(uri: str) -> str:
+def endpoint_for(uri: str, default: str | None = None) -> str:
     _, bucket, _ = split_uri(uri)
     by_bucket = json.loads(os.environ.get("KUBEMR_S3_BUCKET_ENDPOINTS") or "{}")
-    endpoint = by_bucket.get(bucket) or _settings().get("endpoint")
+    endpoint = by_bucket.get(bucket) or default or _settings().get("endpoint")
     if not endpoint:
         raise StorageError(
             f"no S3 endpoint for {uri}: set KUBEMR_S3_ENDPOINT (e.g. http://127.0.0.1:9000)"
         )
     return endpoint
+
+
+def _raise(error: Exception):
+    raise error
 
 
 class _Stream(StreamWrapper):
@@ -78,11 +82,13 @@ class _Stream(StreamWrapper):
 
 
 class S3Store:
-    def __init__(self, endpoint: str):
+    def __init__(self, endpoint: str, credentials=None):
         from minio import Minio
 
         url = urlparse(endpoint if "://" in endpoint else "http://" + endpoint)
         settings = _settings()
+        if credentials is not None:
+            settings = {"accessKey": credentials.access_key, "secretKey": credentials.secret_key}
         if not settings.get("accessKey") or not settings.get("secretKey"):
             raise StorageError(
                 "no S3 credentials: set KUBEMR_S3_ACCESS_KEY and KUBEMR_S3_SECRET_KEY "
@@ -123,11 +129,17 @@ class S3Store:
                 f"cannot {what} {uri}: S3 server {self.endpoint}: {reason}") from None
 
     def _ensure_bucket(self, bucket: str, uri: str) -> None:
+        from minio.error import S3Error
+
         if bucket in self._buckets_seen:
             return
-        if not self._call("check bucket of", uri, self._client.bucket_exists, bucket):
-            from minio.error import S3Error
-
+        try:
+            exists = self._client.bucket_exists(bucket)
+        except S3Error as e:
+            # A user scoped to prefixes of a bucket may not check the bucket itself: a write
+            # into a bucket that is not there then says so.
+            exists = e.code == "AccessDenied" or self._call("check bucket of", uri, _raise, e)
+        if not exists:
             try:
                 self._client.make_bucket(bucket)
             except S3Error as e:
@@ -136,14 +148,19 @@ class S3Store:
         self._buckets_seen.add(bucket)
 
     def list(self, prefix_uri: str) -> list[ObjectInfo]:
+        from minio.error import S3Error
+
         _, bucket, prefix = split_uri(prefix_uri)
-        if not self._call("list", prefix_uri, self._client.bucket_exists, bucket):
-            return []
-        objects = self._call(
-            "list", prefix_uri, lambda: list(
-                self._client.list_objects(bucket, prefix=prefix, recursive=True)
-            )
-        )
+
+        def listing() -> list:
+            try:
+                return list(self._client.list_objects(bucket, prefix=prefix, recursive=True))
+            except S3Error as e:
+                if e.code == "NoSuchBucket":
+                    return []
+                raise
+
+        objects = self._call("list", prefix_uri, listing)
         return sorted(
             (ObjectInfo(f"s3://{bucket}/{o.object_name}", o.size,
                         o.last_modified.timestamp() if o.last_modified else 0.0)
@@ -190,6 +207,10 @@ class S3Store:
         except S3Error as e:
             if e.code in ("NoSuchKey", "NoSuchBucket", "NoSuchObject"):
                 return False
+            if e.code == "AccessDenied":
+                # S3 answers 403, not 404, for a missing key to a user who may list only
+                # prefixes of the bucket: a listing of the key itself tells.
+                return any(o.uri == uri for o in self.list(uri))
             raise StorageError(f"cannot check {uri}: {e.code}") from None
 
     def copy(self, src_uri: str, dst_uri: str) -> None:

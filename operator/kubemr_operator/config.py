@@ -31,6 +31,10 @@ class Settings:
     # Whether jobs may name file:// or plain paths (the operator's own filesystem): only tests
     # that run the pass without a cluster set it (KUBEMR_ALLOW_LOCAL_PATHS=1).
     local_paths: bool = False
+    # Whether the operator reads and writes a job's data with the job's own credentials (its
+    # storage Secret), as its task pods do, rather than its own: on, but where no Secrets exist
+    # (tests that run the pass without a cluster).
+    job_credentials: bool = True
 
     @classmethod
     def from_env(cls) -> Settings:

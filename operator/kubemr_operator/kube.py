@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from datetime import UTC, datetime
@@ -56,6 +57,16 @@ class Kube:
             "type": event_type, "reason": reason, "message": message[:1024],
             "source": {"component": "kubemr-operator"}, "reportingComponent": "kubemr-operator",
             "firstTimestamp": now, "lastTimestamp": now, "eventTime": None, "count": 1})
+
+    def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A Secret's data, decoded; None if there is no such Secret."""
+        try:
+            secret = self.core.read_namespaced_secret(name, namespace)
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+        return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
     def patch_status(self, namespace: str, name: str, status: dict,
                      resource_version: str | None = None) -> None:

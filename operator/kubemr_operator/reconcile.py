@@ -34,8 +34,8 @@ from kubemr.scheduling import Decision, Launch, Policy, Task, counts, decide, ne
 from kubemr.scheduling.failures import LAUNCH_FAILED, MAP_OUTPUT_LOST
 from kubemr.scheduling.state import FAILED, SUCCEEDED
 from kubemr.spec.names import LABEL_ATTEMPT, LABEL_JOB_UID, LABEL_TASK_INDEX, LABEL_TASK_TYPE
-from kubemr.storage import join, store_for
-from kubemr.storage.nodes import node_copies, node_of
+from kubemr.storage import Credentials, join, store_for, using
+from kubemr.storage.nodes import node_copies, node_of, within
 from kubemr_operator.config import Settings
 from kubemr_operator.kube import Kube
 from kubemr_operator.observe import observe_pod
@@ -77,6 +77,7 @@ class JobCache:
     plan: Plan | None = None
     commits: dict[tuple[str, int], dict] = field(default_factory=dict)  # without run indexes
     failures: dict[tuple[str, int, int], dict] = field(default_factory=dict)
+    credentials: Credentials | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -180,6 +181,35 @@ class Pass:
         if self.status.get("phase") in TERMINAL:
             self._expire()
             return
+        try:
+            credentials = self._credentials()
+        except PlanningFailed as e:
+            self._record_failed(INVALID_INPUT, str(e), None)
+            return
+        with using(credentials):  # the job's data is read and written as the job's own user
+            self._run()
+
+    def _credentials(self) -> Credentials | None:
+        """The job's storage credentials, from the Secret its task pods use too."""
+        if self.cache.credentials is None and self.settings.job_credentials:
+            storage = self.job["spec"].get("storage") or {}
+            name = storage.get("secretName") or self.settings.secret_name
+            try:
+                secret = self.kube.read_secret(self.namespace, name)
+            except ApiException as e:
+                raise PlanningFailed(f"spec.storage.secretName: cannot read Secret {name!r} in "
+                                     f"namespace {self.namespace}: {e.status} {e.reason}") from e
+            if not secret or not secret.get("accessKey") or not secret.get("secretKey"):
+                raise PlanningFailed(
+                    f"spec.storage.secretName: Secret {name!r} in namespace {self.namespace} "
+                    "is missing or lacks accessKey and secretKey (the job's data is read and "
+                    "written with them)")
+            self.cache.credentials = Credentials(
+                secret["accessKey"], secret["secretKey"],
+                storage.get("endpoint") or self.settings.s3_endpoint or None)
+        return self.cache.credentials
+
+    def _run(self) -> None:
         try:
             plan = self._plan()
         except StorageUnavailable as e:
@@ -508,9 +538,7 @@ def _changed(old: list | None, new: list) -> bool:
 
 def owned_data(uri: str, work: str, settings: Settings) -> bool:
     """Whether `uri` lies in the job's work prefix, or in its per-node equivalent."""
-    if uri.startswith(work + "/"):
-        return True
-    return any(uri.startswith(copy + "/") for copy in node_copies(work, settings.node_servers))
+    return within(uri, work, settings.node_servers)
 
 
 def delete_work(job: dict, settings: Settings) -> None:

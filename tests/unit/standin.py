@@ -47,6 +47,12 @@ class StandInCluster:
                 if p["metadata"]["labels"].get(key) == value
                 and not (unfinished and p["status"]["phase"] == "Succeeded")]
 
+    secrets: dict = {}  # (namespace, name) -> data; tests with a real MinIO set their users
+
+    def read_secret(self, namespace, name):
+        return self.secrets.get((namespace, name),
+                                {"accessKey": "team", "secretKey": "team-secret"})
+
     def list_jobs(self, namespaces=()):
         return list(self.jobs.values())
 
@@ -59,6 +65,11 @@ class StandInCluster:
             return
         container = pod["spec"]["containers"][0]
         env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+        for item in container["env"]:  # secretKeyRef values, as the kubelet fills them in
+            ref = item.get("valueFrom", {}).get("secretKeyRef")
+            if ref:
+                env[item["name"]] = self.read_secret(pod["metadata"]["namespace"],
+                                                     ref["name"])[ref["key"]]
         document = json.loads(env["KUBEMR_TASK"])
         if document["type"] == "reduce" and self.lose_before_reduce:
             self.lose_before_reduce(document["work"])
@@ -71,7 +82,9 @@ class StandInCluster:
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", "kubemr.runtime.worker", path + ".json", "--result",
              path + ".result"],
-            env=dict(os.environ, KUBEMR_SCRATCH=str(self.scratch),
+            env=dict(os.environ, **{k: v for k, v in env.items()
+                                    if k.startswith("KUBEMR_S3_") and v},
+                     KUBEMR_SCRATCH=str(self.scratch),
                      KUBEMR_HEARTBEAT_SECONDS=env["KUBEMR_HEARTBEAT_SECONDS"],
                      PYTHONPATH=os.pathsep.join(p for p in sys.path if p)),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

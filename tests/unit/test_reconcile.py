@@ -317,3 +317,14 @@ def test_suspend_stops_the_pods_and_resume_goes_on_from_the_committed_tasks(setu
     status = run_to_the_end(job, cluster, settings)
     assert status["phase"] == "Succeeded"  # maxAttempts 1: the stopped attempts used none
     assert counts(tmp_path) == WANT
+
+
+def test_a_job_whose_storage_secret_is_missing_fails_naming_it(setup):
+    tmp_path, spec, _, scratch = setup
+    settings = Settings(work_uri=f"file://{tmp_path}/work", local_paths=True)
+    job = job_object(dict(spec, storage={"secretName": "absent"}))
+    cluster = StandInCluster(job, scratch, settings)
+    cluster.secrets = {("team", "absent"): None}
+    reconcile(job, cluster, settings, cluster.post_event)
+    assert job["status"]["phase"] == "Failed" and cluster.pods == {}
+    assert "spec.storage.secretName: Secret 'absent' in namespace team" in job["status"]["message"]
