@@ -117,3 +117,14 @@ def test_conditions_follow_the_phase_and_keep_transition_times():
     assert complete["status"] == "True" and complete["reason"] == "JobSucceeded"
     failed = next(c for c in done if c["type"] == "Failed")
     assert failed["lastTransitionTime"] == first[2]["lastTransitionTime"]
+
+
+def test_cached_commit_records_share_one_copy_of_each_key():
+    from kubemr_operator.reconcile import _interned_keys
+
+    text = '{"attempt": 1, "counters": {"kubemr": {"map_input_records": 4}}, "node": "n1"}'
+    first, second = (_interned_keys(json.loads(text)) for _ in range(2))
+    assert first == second == json.loads(text)
+    assert all(a is b for a, b in zip(first, second, strict=True))
+    assert all(a is b for a, b in zip(first["counters"]["kubemr"],
+                                      second["counters"]["kubemr"], strict=True))
