@@ -8,7 +8,7 @@ PENDING, RUNNING, SUCCEEDED, FAILED = "pending", "running", "succeeded", "failed
 ACTIVE = (PENDING, RUNNING)
 
 
-@dataclass
+@dataclass(slots=True)
 class Attempt:
     """One attempt of a task: the single record both executors fill in."""
 
@@ -43,7 +43,7 @@ class Attempt:
         self.finished = self.finished or now
 
 
-@dataclass
+@dataclass(slots=True)
 class Task:
     kind: str  # "map" | "reduce"
     index: int

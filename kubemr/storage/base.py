@@ -8,7 +8,7 @@ from typing import BinaryIO, Protocol
 from kubemr.errors import StorageError
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ObjectInfo:
     uri: str
     size: int
