@@ -8,12 +8,12 @@ job is gone. Of several replicas, only the holder of the Lease acts (kubemr_oper
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
 import threading
 import time
+from collections.abc import Mapping
 
 import kopf
 from kubernetes import client
@@ -103,6 +103,15 @@ def _reconcile(job: dict) -> None:
                       meta.get("namespace"), meta.get("name"))
 
 
+def _plain(value):
+    """kopf's body as plain dicts and lists (its mapping views are not JSON)."""
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
 def _watched(namespace: str) -> bool:
     return not settings.namespaces or namespace in settings.namespaces
 
@@ -112,7 +121,7 @@ def job_changed(type, body, namespace, **_) -> None:
     """A new or edited job gets a pass now; a deleted one has its pods and data removed."""
     if not acting() or not _watched(namespace):
         return
-    job = json.loads(json.dumps(body))
+    job = _plain(body)
     if type == "DELETED":
         _delete_leftovers(job)
     elif type in (None, "ADDED") or job["metadata"].get("generation") != \

@@ -328,3 +328,23 @@ def test_a_job_whose_storage_secret_is_missing_fails_naming_it(setup):
     reconcile(job, cluster, settings, cluster.post_event)
     assert job["status"]["phase"] == "Failed" and cluster.pods == {}
     assert "spec.storage.secretName: Secret 'absent' in namespace team" in job["status"]["message"]
+
+
+def test_the_job_event_handler_runs_a_pass_and_cleans_up_a_deleted_job(setup, monkeypatch):
+    """The kopf handler gets kopf's own body type: it must hand the pass plain dicts."""
+    import kopf
+
+    from kubemr_operator import handlers
+
+    tmp_path, spec, settings, scratch = setup
+    job = job_object(spec)
+    cluster = StandInCluster(job, scratch, settings)
+    monkeypatch.setattr(handlers, "_kube", cluster)
+    monkeypatch.setattr(handlers, "settings", settings)
+    handlers.job_changed(type="ADDED", body=kopf.Body(json.loads(json.dumps(job))),
+                         namespace="team")
+    assert len(cluster.pods) == 4 and job["status"]["phase"] == "Mapping"
+    cluster.stop_all()
+    handlers.job_changed(type="DELETED", body=kopf.Body(json.loads(json.dumps(job))),
+                         namespace="team")
+    assert not os.path.exists(work_uri(job, settings)[len("file://"):])
