@@ -19,6 +19,7 @@ import kopf
 from kubernetes import client
 
 from kubemr.spec.names import GROUP, LABEL_JOB, LABEL_JOB_UID, MANAGED_BY, PLURAL, VERSION
+from kubemr_operator import metrics
 from kubemr_operator.config import Settings
 from kubemr_operator.kube import Kube
 from kubemr_operator.leader import LeaderElection
@@ -39,7 +40,9 @@ def kube() -> Kube:
 
 
 def acting() -> bool:
-    return _leader is None or _leader.is_leader()
+    leading = _leader is None or _leader.is_leader()
+    metrics.leading(leading)
+    return leading
 
 
 def post_event(job: dict, event_type: str, reason: str, message: str) -> None:
@@ -63,7 +66,12 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
         _leader = LeaderElection(client.CoordinationV1Api(kube().api_client), namespace,
                                  "kubemr-operator", identity)
         _leader.start()
+    _serve_metrics()
     threading.Thread(target=_tick_forever, name="reconcile-loop", daemon=True).start()
+
+
+def _serve_metrics() -> None:
+    metrics.serve(settings.metrics_port)  # the module's settings: configure() has kopf's
 
 
 def _wanted(job: dict) -> bool:
@@ -83,6 +91,7 @@ def _tick_forever() -> None:
         except Exception as e:
             log.warning("cannot list jobs: %s", e)
             continue
+        metrics.jobs_listed(jobs)
         for job in jobs:
             if _wanted(job):
                 _reconcile(job)

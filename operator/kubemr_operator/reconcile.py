@@ -20,6 +20,7 @@ from functools import cached_property
 
 from kubernetes.client.rest import ApiException
 
+import kubemr_operator.metrics as metrics
 from kubemr.engine import commit
 from kubemr.engine import counters as counter_math
 from kubemr.engine.plan import plan_splits
@@ -176,6 +177,7 @@ class Pass:
 
     # -- the pass: observe, derive the phase, run its steps --------------------------------------
 
+    @metrics.timed_pass
     def run(self) -> None:
         if self.meta.get("deletionTimestamp"):
             return  # being deleted: the delete handler stops its pods; nothing new starts
@@ -233,6 +235,7 @@ class Pass:
         started = parse_iso(self.status["startTime"]) if self.status.get("startTime") \
             else self.now
         decision = decide(world.tasks, policy, self.now, started)
+        metrics.decided(self.job, world.tasks, world.pods, decision, self.now)
         self._record_attempt_failures(world)
         for task in decision.lost_maps:
             self._drop_map_output(task)
@@ -350,6 +353,7 @@ class Pass:
                 return None
             record.pop("index", None)  # M x R run indexes stay in the store
             self.cache.commits[key] = _interned_keys(record)
+            metrics.attempt_committed(key[0], record)
         return self.cache.commits[key]
 
     def _from_marker(self, attempt, key: tuple[str, int, int]) -> None:
@@ -399,6 +403,7 @@ class Pass:
                                        json.dumps(body).encode())
                 self.cache.failures[key] = body
                 world.marked.add(key)
+                metrics.attempt_failed(task.kind, attempt.failure)
                 last = (attempt.message.strip().splitlines() or [""])[-1]
                 self.events(self.job, "Warning", "TaskFailed",
                             f"{task.label} attempt {attempt.number} failed ({attempt.failure}) "
@@ -437,6 +442,7 @@ class Pass:
                     "finished": time.time(), "lostMaps": []}
             self.store.write_bytes(commit.failed_uri(self.work, task.kind, task.index, number),
                                    json.dumps(body).encode())
+            metrics.attempt_failed(task.kind, LAUNCH_FAILED)
             self.events(self.job, "Warning", "LaunchFailed", f"{task.label}: {message}")
             return
         if number > 1:
@@ -516,6 +522,7 @@ class Pass:
         try:
             self.kube.patch_status(self.namespace, self.name, status,
                                    self.meta.get("resourceVersion"))
+            metrics.status_written(self.job, self.status, status)
         except ApiException as e:
             if e.status == 409:
                 raise StalePass(f"{self.namespace}/{self.name} changed during the pass") from e
@@ -530,6 +537,7 @@ class Pass:
                 "conditions": conditions(self.status.get("conditions") or [], "Failed",
                                          message, self.meta.get("generation", 1),
                                          reason="StatusRefused")})
+            metrics.status_written(self.job, self.status, {"phase": "Failed"})
 
 
 def _interned_keys(value):

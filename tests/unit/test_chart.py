@@ -59,7 +59,10 @@ PER_NODE = ["--set", "minioPerNode=true", "--set", "minioNodes={kubemr-worker,ku
     ["--set", "minio=true", "--set", "minioNodePort=30900"],
     ["--set", "storageEndpoint=https://s3.example.com", "--set", "storageSecret=my-keys",
      "--set", "workUri=s3://scratch/kubemr", "--set", "imagePullPolicy=Always"],
-], ids=["defaults", "minio-per-node", "shared-minio", "external-s3"])
+    ["--set", "serviceMonitor=true", "--set", "serviceMonitorLabels.release=prometheus"],
+    ["--set", "metricsPort=0"],
+], ids=["defaults", "minio-per-node", "shared-minio", "external-s3", "service-monitor",
+        "no-metrics"])
 def test_helm_lint_is_clean_in_each_install_mode(helm, values):
     result = helm("lint", "--strict", *values)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -78,9 +81,13 @@ def test_helm_lint_is_clean_in_each_install_mode(helm, values):
     (["--set", "workUri=/tmp/work"], "/workUri"),
     (["--set", "resources.requests.cpu=lots"], "/resources/requests/cpu"),
     (["--set", "operatorReplicas=2"], "additional properties 'operatorReplicas' not allowed"),
+    (["--set", "metricsPort=70000"], "/metricsPort': maximum"),
+    (["--set", "serviceMonitor=true", "--set", "metricsPort=0"], "/metricsPort': minimum"),
+    (["--set", "serviceMonitorLabels.team=7"], "/serviceMonitorLabels/team': got number"),
 ], ids=["string-for-number", "zero-seconds", "fractional-replicas", "pull-policy",
         "string-for-bool", "per-node-without-nodes", "node-port-not-a-number",
-        "endpoint-without-scheme", "work-uri-not-s3", "bad-quantity", "unknown-value"])
+        "endpoint-without-scheme", "work-uri-not-s3", "bad-quantity", "unknown-value",
+        "port-too-high", "service-monitor-without-metrics", "label-not-a-string"])
 def test_a_wrong_value_is_refused_by_the_schema(helm, values, complaint):
     for command in (["lint"], ["template", "kubemr"]):
         result = helm(*command, *values)
@@ -104,6 +111,42 @@ def _rendered(helm, *values: str) -> list[dict]:
     result = helm("template", "kubemr", "--namespace", "kubemr-system", *values)
     assert result.returncode == 0, result.stderr
     return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def test_the_metrics_port_is_served_by_a_service_and_scraped_by_an_optional_servicemonitor(
+        helm):
+    def objects(*values: str) -> dict:
+        return {(d["kind"], d["metadata"]["name"]): d for d in _rendered(helm, *values)}
+
+    docs = objects()
+    (container,) = docs["Deployment", "kubemr-operator"]["spec"]["template"]["spec"][
+        "containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["KUBEMR_METRICS_PORT"] == "8080"
+    assert container["ports"] == [{"name": "metrics", "containerPort": 8080, "protocol": "TCP"}]
+    service = docs["Service", "kubemr-metrics"]
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": 8080,
+                                         "targetPort": "metrics", "protocol": "TCP"}]
+    pod_labels = docs["Deployment", "kubemr-operator"]["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert not [k for k in docs if k[0] == "ServiceMonitor"]
+
+    docs = objects("--set", "serviceMonitor=true", "--set", "metricsPort=9102",
+                   "--set", "serviceMonitorLabels.release=prometheus")
+    monitor = docs["ServiceMonitor", "kubemr-operator"]
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics"}]
+    service = docs["Service", "kubemr-metrics"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= \
+        service["metadata"]["labels"].items()
+    assert service["spec"]["ports"][0]["port"] == 9102
+
+    docs = objects("--set", "metricsPort=0")
+    (container,) = docs["Deployment", "kubemr-operator"]["spec"]["template"]["spec"][
+        "containers"]
+    assert "ports" not in container and ("Service", "kubemr-metrics") not in docs
+    assert {e["name"]: e.get("value") for e in container["env"]}["KUBEMR_METRICS_PORT"] == "0"
 
 
 def test_template_renders_the_helm_test_hook(helm):
@@ -161,6 +204,8 @@ def test_notes_say_how_to_check_the_install_and_run_a_first_job(helm, tmp_path):
     assert "kubemr-worker2" not in text
     assert "kubemr-worker, kubemr-worker2 (bucket node-<node>)" in notes(*PER_NODE)
     assert "Deployment minio" not in text and "Deployment minio" in notes("--set", "minio=true")
+    assert "services/kubemr-metrics:metrics/proxy/metrics" in text
+    assert "kubemr-metrics" not in notes("--set", "metricsPort=0")
     # The manifest in the notes is a valid job.
     from kubemr.spec.manifest import parse_manifest
 
