@@ -333,7 +333,6 @@ def test_a_job_whose_storage_secret_is_missing_fails_naming_it(setup):
 def test_the_job_event_handler_runs_a_pass_and_cleans_up_a_deleted_job(setup, monkeypatch):
     """The kopf handler gets kopf's own body type: it must hand the pass plain dicts."""
     import kopf
-
     from kubemr_operator import handlers
 
     tmp_path, spec, settings, scratch = setup
