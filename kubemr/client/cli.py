@@ -26,11 +26,13 @@ def _run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(message, file=sys.stderr, flush=True)
 
-    result = run_local(job, workers=args.workers, overwrite=args.overwrite, progress=progress)
+    result = run_local(job, workers=args.workers, overwrite=args.overwrite, progress=progress,
+                       logs=args.logs)
     if args.output == "json":
         print(json.dumps({"name": result.name, "output": result.output,
                           "counters": result.counters, "maps": result.maps,
-                          "reduces": result.reduces}, indent=2))
+                          "reduces": result.reduces,
+                          **({"logs": result.logs} if result.logs else {})}, indent=2))
     else:
         for group, values in sorted(result.counters.items()):
             for name, value in sorted(values.items()):
@@ -158,7 +160,8 @@ def _describe(args: argparse.Namespace) -> int:
 def _logs(args: argparse.Namespace) -> int:
     from kubemr.client.sdk import Job
 
-    print(Job(args.job, args.namespace or "default", _cluster()).logs(args.task), end="")
+    print(Job(args.job, args.namespace or "default", _cluster()).logs(args.task, args.attempt),
+          end="")
     return 0
 
 
@@ -227,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, help="worker processes (default: one per core, >= 2)")
     run.add_argument("--overwrite", action="store_true", help="replace a committed output")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress messages")
+    run.add_argument("--logs", metavar="DIR", help="keep each attempt's log (its last MiB) in "
+                     "DIR/JOB-RUN/map-00003/attempt-1.log")
     submit = command("submit", _submit, "create a MapReduceJob on the cluster")
     submit.add_argument("manifest", help="MapReduceJob YAML file, or a job class module:Class")
     submit.add_argument("--input", help="input URI (job class only)")
@@ -242,8 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
     listing = command("list", _list, "list MapReduceJobs")
     listing.add_argument("-A", "--all-namespaces", action="store_true")
     command("describe", _describe, "a job's status and a table of its task attempts", job=True)
-    logs = command("logs", _logs, "logs of a task's latest attempt", job=True)
+    logs = command("logs", _logs, "a task attempt's log: its pod's, or once the pod is gone "
+                   "the last MiB the attempt stored", job=True)
     logs.add_argument("--task", default="map-0", help="task name: map-3, reduce-0 (default map-0)")
+    logs.add_argument("--attempt", type=int, help="attempt number (default: the latest)")
     command("cat", _cat, "print the job's output records", job=True)
     command("delete", _delete, "delete a job, its pods and its intermediate data", job=True)
     timeline = command("timeline", _timeline, "draw task attempts per node over time", job=True,

@@ -24,7 +24,8 @@ from kubemr.spec.names import API_VERSION, KIND
 from kubemr.storage import join, normalize_uri, store_for
 
 ROLES = ("mapper", "reducer", "combiner", "partitioner")
-DEFAULT_CODE_URI = "s3://kubemr-work/code"
+DEFAULT_WORK_URI = "s3://kubemr-work"  # the chart's workUri
+DEFAULT_CODE_URI = DEFAULT_WORK_URI + "/code"
 
 
 def _installed_paths() -> tuple[str, ...]:
@@ -133,16 +134,53 @@ class Job:
         spec = self._job()["spec"]
         return read_output(spec["output"]["uri"], spec["output"].get("format", "text"))
 
-    def logs(self, task: str = "map-0") -> str:
-        """Logs of the latest attempt of a task named like map-3 or reduce-0."""
-        attempts = [a for a in self.cluster.attempts(self.namespace, self.name)
-                    if a.name == task]
-        if not attempts:
+    def logs(self, task: str = "map-0", attempt: int | None = None) -> str:
+        """The log of a task's attempt (default: its latest), the task named like map-3 or
+        reduce-0: its pod's while the pod exists, else the tail the attempt stored (the last
+        MiB of its stdout and stderr, kept until the job is deleted)."""
+        from kubemr.runtime.logs import parse_task, stored_attempts
+
+        kind, index = parse_task(task)
+        job = self._job()
+        pods = {a.attempt: a for a in self.cluster.attempts(self.namespace, self.name)
+                if (a.task_type, a.index) == (kind, index)}
+        uri = (job.get("status") or {}).get("logs") or _logs_uri(job)
+        try:
+            stored, unreadable = stored_attempts(uri, kind, index), None
+        except KubemrError as e:  # the store: unreachable, or no credentials here
+            stored, unreadable = {}, e
+        numbers = set(pods) | set(stored)
+        if not numbers:
+            if unreadable:
+                raise KubemrError(f"{task} of job {self.name} has no pod, and its stored logs "
+                                  f"cannot be read: {unreadable}")
             raise KubemrError(f"job {self.name} has no task {task} (yet)")
-        return self.cluster.logs(self.namespace, attempts[-1].pod)
+        number = attempt if attempt is not None else max(numbers)
+        if number in pods:
+            try:
+                return self.cluster.logs(self.namespace, pods[number].pod)
+            except KubemrError:
+                if number not in stored:
+                    raise
+        if number in stored:
+            return store_for(stored[number]).read_bytes(stored[number]).decode(
+                "utf-8", errors="replace")
+        detail = f" (its stored logs cannot be read: {unreadable})" if unreadable else ""
+        raise KubemrError(f"{task} of job {self.name} has no attempt {number}: its attempts "
+                          f"are {', '.join(map(str, sorted(numbers)))}{detail}")
 
     def cancel(self) -> None:
         self.cluster.delete_job(self.namespace, self.name)
+
+
+def _logs_uri(job: dict) -> str:
+    """Where a job's logs are when its status does not say: under the operator's work URI
+    (KUBEMR_WORK_URI here, if the chart's workUri is not the default)."""
+    from kubemr.runtime.logs import job_logs_uri
+
+    meta = job["metadata"]
+    return job_logs_uri(os.environ.get("KUBEMR_WORK_URI") or DEFAULT_WORK_URI,
+                        meta.get("namespace", "default"), meta["name"], meta["uid"])
 
 
 class ProgressBar:

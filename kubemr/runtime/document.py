@@ -2,7 +2,7 @@
 
     {"job": {"name", "namespace", "spec"}, "work": URI, "type": "map" | "reduce",
      "index": int, "attempt": int, "split": {...} (map), "dataNode": str | None (map),
-     "maps": int (reduce)}
+     "maps": int (reduce), "log": URI (optional: where the attempt stores its log's tail)}
 """
 
 from __future__ import annotations
@@ -26,12 +26,13 @@ class TaskDocument(TypedDict, total=False):
     split: dict
     dataNode: str | None
     maps: int
+    log: str
 
 
 def task_document(*, name: str, namespace: str, work: str, kind: str, index: int,
                   attempt: int, spec: dict | None = None, spec_uri: str | None = None,
                   split: dict | None = None, data_node: str | None = None,
-                  maps: int | None = None) -> TaskDocument:
+                  maps: int | None = None, log: str | None = None) -> TaskDocument:
     job: JobRef = {"name": name, "namespace": namespace}
     if spec_uri:
         job["specUri"] = spec_uri
@@ -44,6 +45,8 @@ def task_document(*, name: str, namespace: str, work: str, kind: str, index: int
         document["dataNode"] = data_node
     else:
         document["maps"] = maps
+    if log:
+        document["log"] = log
     return document
 
 

@@ -25,6 +25,7 @@ from kubemr.engine.plan import plan_splits
 from kubemr.engine.usercode import load_functions, load_pickled
 from kubemr.errors import JobFailed
 from kubemr.runtime.document import task_document
+from kubemr.runtime.logs import attempt_log_uri
 from kubemr.scheduling import Attempt, Policy, Task, decide, failure_of_report, new_tasks
 from kubemr.scheduling.failures import KILLED, MAP_OUTPUT_LOST, USER_ERROR
 from kubemr.scheduling.state import FAILED, RUNNING, SUCCEEDED
@@ -42,6 +43,7 @@ class JobResult:
     maps: int
     reduces: int
     attempts: list[Attempt] = field(default_factory=list)  # each one that ended, in order
+    logs: str | None = None  # where each attempt's log is kept, if asked for
 
 
 def parse_quantity(value: str | int) -> int:
@@ -166,11 +168,13 @@ def _tail(path: str, lines: int = 5) -> str:
 
 
 def run_local(job: JobSpec, workers: int | None = None, overwrite: bool = False,
-              progress: Callable[[str], None] | None = None) -> JobResult:
+              progress: Callable[[str], None] | None = None,
+              logs: str | None = None) -> JobResult:
     """Run the whole job on this machine; return its counters once the output is committed.
 
     At most min(workers, spec.parallelism) attempts run at once; workers defaults to the
-    number of CPUs (at least 2).
+    number of CPUs (at least 2). With `logs` (a directory or URI), each attempt stores the
+    tail of its output there as on the cluster: {logs}/{name}-{run}/map-00003/attempt-1.log.
     """
     spec = json.loads(json.dumps(job.spec))
     if overwrite:
@@ -187,7 +191,9 @@ def run_local(job: JobSpec, workers: int | None = None, overwrite: bool = False,
     scratch = tempfile.mkdtemp(prefix="kubemr-local-")
     intermediate = (spec.get("intermediate") or {}).get("uri")
     work_base = normalize_uri(intermediate) if intermediate else "file://" + scratch
-    work = join(work_base, f"{job.name}-{uuid.uuid4().hex[:8]}")
+    run = f"{job.name}-{uuid.uuid4().hex[:8]}"
+    work = join(work_base, run)
+    logs = join(normalize_uri(logs), run) if logs else None
     limits = (spec.get("resources") or {}).get("limits") or {}
     memory_limit = parse_quantity(limits["memory"]) if "memory" in limits else None
     executor = LocalExecutor(scratch, memory_limit,
@@ -200,12 +206,18 @@ def run_local(job: JobSpec, workers: int | None = None, overwrite: bool = False,
             name=job.name, namespace=job.namespace, spec=spec, work=work, kind=task.kind,
             index=task.index, attempt=number,
             split=splits[task.index].to_dict() if task.kind == "map" else None,
-            maps=len(splits))
+            maps=len(splits),
+            log=attempt_log_uri(logs, task.kind, task.index, number) if logs else None)
 
     try:
         progress(f"job {job.name}: {len(splits)} map tasks, {spec['reducers']} reduce tasks, "
-                 f"{policy.parallelism} at once")
-        _schedule(tasks, policy, executor, document, progress, finished, work)
+                 f"{policy.parallelism} at once" + (f"; attempt logs in {logs}/" if logs else ""))
+        try:
+            _schedule(tasks, policy, executor, document, progress, finished, work)
+        except JobFailed as e:
+            if logs:
+                raise JobFailed(f"{e}\n(every attempt's log is in {logs}/)") from None
+            raise
         counters = commit.sum_counters(work, len(splits), spec["reducers"])
         output = commit.commit_job(job.name, spec, work, counters)
     finally:
@@ -214,7 +226,7 @@ def run_local(job: JobSpec, workers: int | None = None, overwrite: bool = False,
             store_for(work).delete_prefix(work + "/")
         shutil.rmtree(scratch, ignore_errors=True)
     progress(f"job {job.name} succeeded: output in {output}")
-    return JobResult(job.name, output, counters, len(splits), spec["reducers"], finished)
+    return JobResult(job.name, output, counters, len(splits), spec["reducers"], finished, logs)
 
 
 def _schedule(tasks: list[Task], policy: Policy, executor: LocalExecutor,

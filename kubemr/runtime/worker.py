@@ -1,7 +1,8 @@
 """The task entrypoint: `python -m kubemr.runtime.worker TASK.json` or `KUBEMR_TASK='{...}'`.
 
 Runs one task attempt and commits it. On failure it exits non-zero and puts the error (the last
-lines of the user's traceback) in the result file and the pod's termination message.
+lines of the user's traceback) in the result file and the pod's termination message. With a
+`log` URI in the task, the tail of all the attempt writes to stdout and stderr is stored there.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 import traceback
 
 from kubemr.errors import KubemrError, MapOutputLost
+from kubemr.runtime import logs
 
 TERMINATION_LOG = "/dev/termination-log"
 TAIL_LINES = 12
@@ -83,15 +85,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("task", nargs="?", help="task JSON file (default: $KUBEMR_TASK)")
     parser.add_argument("--result", help="write the outcome here as JSON")
     args = parser.parse_args(argv)
-    from kubemr.runtime.attempt import run_task
-    from kubemr.runtime.document import with_spec
-
-    _raise_open_file_limit()
     if args.task:
         with open(args.task) as f:
             task = json.load(f)
     else:
         task = json.loads(os.environ["KUBEMR_TASK"])
+    # First, so that everything the attempt writes is in its log (kubemr.runtime.logs).
+    log = logs.capture(task.get("log"))
+    try:
+        return _attempt(task, args.result)
+    finally:
+        if log:
+            log.close()
+
+
+def _attempt(task: dict, result: str | None) -> int:
+    from kubemr.runtime.attempt import run_task
+    from kubemr.runtime.document import with_spec
+
+    _raise_open_file_limit()
     _start_heartbeat(task)
     try:
         record = run_task(with_spec(task))
@@ -103,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             outcome["lostMaps"] = e.lost
         print(outcome["error"], file=sys.stderr)
         code = 1
-    if args.result:
-        with open(args.result, "w") as f:
+    if result:
+        with open(result, "w") as f:
             json.dump(outcome, f)
     if os.path.exists(TERMINATION_LOG) and os.access(TERMINATION_LOG, os.W_OK):
         with open(TERMINATION_LOG, "w") as f:

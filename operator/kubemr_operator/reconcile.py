@@ -32,6 +32,7 @@ from kubemr.errors import (
     UntrustedCommit,
 )
 from kubemr.runtime.document import task_document
+from kubemr.runtime.logs import LOGS_DIR, attempt_log_uri, job_logs_uri
 from kubemr.scheduling import Decision, Launch, Policy, Task, counts, decide, new_tasks
 from kubemr.scheduling.failures import LAUNCH_FAILED, MAP_OUTPUT_LOST
 from kubemr.scheduling.state import FAILED, SUCCEEDED
@@ -49,7 +50,7 @@ TERMINAL = ("Succeeded", "Failed")
 # Fields that may change while a job runs; every other field is read from the spec the job
 # was planned with (the CRD refuses changes to them too).
 MUTABLE = ("parallelism", "ttlSecondsAfterFinished", "activeDeadlineSeconds", "speculation",
-           "suspend")
+           "suspend", "retainPods")
 INVALID_INPUT = "InvalidInput"
 Events = Callable[[dict, str, str, str], None]  # (job, type, reason, message)
 
@@ -101,6 +102,14 @@ def work_uri(job: dict, settings: Settings) -> str:
     meta = job["metadata"]
     base = intermediate or settings.work_uri
     return join(base, meta.get("namespace", "default"), f"{meta['name']}-{meta['uid'][:8]}")
+
+
+def logs_uri(job: dict, settings: Settings) -> str:
+    """Where the job's attempt logs are kept (kubemr.runtime.logs): beside, not in, its work
+    prefix, so they outlive the job's end and go with the job."""
+    meta = job["metadata"]
+    return job_logs_uri(settings.work_uri, meta.get("namespace", "default"), meta["name"],
+                        meta["uid"])
 
 
 def normalized_spec(spec: dict) -> dict:
@@ -168,6 +177,7 @@ class Pass:
         self.uid = self.meta["uid"]
         self.status = job.get("status") or {}
         self.work = work_uri(job, settings)
+        self.logs = logs_uri(job, settings)
         self.cache = _caches.setdefault(self.uid, JobCache())
         self.now = time.time()
 
@@ -426,7 +436,8 @@ class Pass:
             name=self.name, namespace=self.namespace, spec_uri=join(self.work, "spec.json"),
             work=self.work,
             kind=task.kind, index=task.index, attempt=number, split=split.get("split"),
-            data_node=split.get("node"), maps=len(plan.splits))
+            data_node=split.get("node"), maps=len(plan.splits),
+            log=attempt_log_uri(self.logs, task.kind, task.index, number))
         pod = build_task_pod(job=self.job, task=document, settings=self.settings,
                              data_node=split.get("node"), avoid_node=launch.avoid_node)
         pod["metadata"]["ownerReferences"] = [{
@@ -450,12 +461,30 @@ class Pass:
                         f"{task.label}: attempt {number} started")
 
     def _cleanup(self) -> None:
+        """At the job's end: its pods as spec.retainPods says, its intermediate data; its
+        attempts' logs stay until the job is deleted."""
+        self._release_pods()
         if not (self.job["spec"].get("intermediate") or {}).get("keep"):
             try:
-                delete_work(self.job, self.settings)
+                delete_work(self.job, self.settings, logs=False)
             except StorageError as e:
                 log.warning("cannot delete intermediate data of %s: %s", self.name, e)
         _caches.pop(self.uid, None)
+
+    def _release_pods(self) -> None:
+        """spec.retainPods: Always keeps every task pod until the job is deleted, OnFailure
+        only those that failed, Never none (each attempt's log is in the store)."""
+        retain = self.job["spec"].get("retainPods", "Always")
+        if retain == "Always":
+            return
+        try:
+            for pod in self.kube.list_pods(self.namespace, f"{LABEL_JOB_UID}={self.uid}"):
+                failed = (pod.get("status") or {}).get("phase") == "Failed"
+                if not (retain == "OnFailure" and failed) and \
+                        not pod["metadata"].get("deletionTimestamp"):
+                    self.kube.delete_pod(self.namespace, pod["metadata"]["name"])
+        except Exception as e:  # they go with the job anyway
+            log.warning("cannot delete the task pods of %s: %s", self.name, e)
 
     def _expire(self) -> None:
         ttl = self.job["spec"].get("ttlSecondsAfterFinished")
@@ -488,7 +517,7 @@ class Pass:
         generation = self.meta.get("generation", 1)
         new = {"phase": phase, "observedGeneration": generation,
                "startTime": self.status.get("startTime") or now_iso(),
-               "counters": self._counters(), **(extra or {})}
+               "counters": self._counters(), "logs": self.logs, **(extra or {})}
         if observed:
             world, policy = observed
             maps = counts(world.tasks, "map", policy)
@@ -505,7 +534,9 @@ class Pass:
     def _write_status(self, phase: str, world: World, policy: Policy,
                       extra: dict | None = None) -> None:
         new = self._status(phase, (world, policy), extra)
-        if any(self.status.get(k) != v for k, v in new.items() if k != "conditions") \
+        # status.logs never changes: it goes with the first write, and is never a reason for one
+        # (an API server with an older CRD drops it, and would be written to every pass).
+        if any(self.status.get(k) != v for k, v in new.items() if k not in ("conditions", "logs")) \
                 or _changed(self.status.get("conditions"), new["conditions"]):
             self._patch(new)
 
@@ -558,8 +589,9 @@ def owned_data(uri: str, work: str, settings: Settings) -> bool:
     return within(uri, work, settings.node_servers)
 
 
-def delete_work(job: dict, settings: Settings) -> None:
-    """Delete a job's intermediate data: plan, attempt markers, map outputs, uncommitted parts.
+def delete_work(job: dict, settings: Settings, logs: bool = True) -> None:
+    """Delete a job's intermediate data: plan, attempt markers, map outputs, uncommitted parts;
+    with `logs` (the job is gone), its attempts' logs too.
 
     Map outputs on per-node servers are found through the COMMITs, and deleted only where they
     lie in the job's own prefix there."""
@@ -570,6 +602,9 @@ def delete_work(job: dict, settings: Settings) -> None:
     if code.startswith(code_prefix(job, settings)):
         store_for(code).delete(code)
     store_for(work).delete_prefix(work + "/")
+    if logs:
+        prefix = logs_uri(job, settings) + "/"
+        store_for(prefix).delete_prefix(prefix)
 
 
 def code_prefix(job: dict, settings: Settings) -> str:
@@ -578,12 +613,14 @@ def code_prefix(job: dict, settings: Settings) -> str:
 
 
 def sweep_orphans(kube: Kube, settings: Settings) -> list[str]:
-    """Delete the work prefixes whose job no longer exists (deleted while no operator ran);
-    return them. Prefixes are listed before jobs, so a job created meanwhile keeps its own."""
+    """Delete the work prefixes and logs whose job no longer exists (deleted while no operator
+    ran); return them. Prefixes are listed before jobs, so a job created meanwhile keeps its own."""
     base = settings.work_uri.rstrip("/") + "/"
     prefixes = set()
     for obj in store_for(base).list(base):
         parts = obj.uri[len(base):].split("/")
+        if parts[0] == LOGS_DIR:  # {base}/_logs/{namespace}/{name}-{uid8}/...
+            parts = parts[1:]
         if len(parts) > 2 and parts[0] != "code" and \
                 (not settings.namespaces or parts[0] in settings.namespaces):
             prefixes.add((parts[0], parts[1]))

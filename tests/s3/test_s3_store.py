@@ -95,3 +95,23 @@ def test_wordcount_from_s3_to_s3_matches_a_sequential_run(bucket, tmp_path):
             got[word] += n
     assert got == Counter((text + text[:777]).split())
     assert store.list(f"{bucket}/tmp/") == []
+
+
+def test_attempt_logs_go_to_the_store_and_back(bucket, tmp_path):
+    from kubemr.errors import JobFailed
+    from kubemr.runtime.logs import attempt_log_uri, stored_attempts
+
+    (tmp_path / "in.txt").write_text("one line\n")
+    code = ("import subprocess\n"
+            "def mapper(k, v):\n"
+            "    print('mapping', v)\n"
+            "    subprocess.run(['sh', '-c', 'echo from a subprocess >&2'])\n"
+            "    raise ValueError('no map today')\n")
+    job = make_job(tmp_path, code, str(tmp_path / "in.txt"), maxAttempts=2, backoffSeconds=0)
+    with pytest.raises(JobFailed, match=f"every attempt's log is in {bucket}/logs/test-"):
+        run_local(job, logs=f"{bucket}/logs")
+    (prefix,) = {o.uri.rsplit("/", 2)[0] for o in store_for(bucket + "/").list(f"{bucket}/logs/")}
+    assert sorted(stored_attempts(prefix, "map", 0)) == [1, 2]
+    text = store_for(prefix).read_bytes(attempt_log_uri(prefix, "map", 0, 2)).decode()
+    assert "mapping one line" in text and "from a subprocess" in text
+    assert "ValueError: no map today" in text
