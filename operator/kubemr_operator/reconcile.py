@@ -36,6 +36,7 @@ from kubemr.scheduling import Decision, Launch, Policy, Task, counts, decide, ne
 from kubemr.scheduling.failures import LAUNCH_FAILED, MAP_OUTPUT_LOST
 from kubemr.scheduling.state import FAILED, SUCCEEDED
 from kubemr.spec.names import LABEL_ATTEMPT, LABEL_JOB_UID, LABEL_TASK_INDEX, LABEL_TASK_TYPE
+from kubemr.spec.template import check_template
 from kubemr.storage import Credentials, join, store_for, using
 from kubemr.storage.nodes import node_copies, node_of, within
 from kubemr_operator.config import Settings
@@ -278,6 +279,7 @@ class Pass:
             try:
                 if not self.settings.local_paths:
                     refuse_local_paths(self.job["spec"])
+                check_template(self.job["spec"])  # as the CRD does, for pods that can be made
                 self.cache.plan = load_plan(self.job, self.work, self.settings)
             except (StorageUnavailable, AlreadySucceeded):
                 raise
