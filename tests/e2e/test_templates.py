@@ -146,3 +146,16 @@ def test_a_hash_seed_set_through_the_template_leaves_every_part_unchanged(cluste
     assert sorted(parts["none"]) == ["part-00000", "part-00001", "part-00002"]
     assert all(parts["none"].values())
     assert parts["0"] == parts["none"] and parts["12345"] == parts["none"]
+
+
+def test_a_template_making_pods_the_api_server_refuses_fails_the_job_at_once(cluster, ns):
+    """The operator has one pod of each task type checked (dry run) before any starts."""
+    bucket = new_bucket()
+    corpus(bucket, files=1, lines=20)
+    cluster.apply(manifest("bad-volume", ns, bucket, template={
+        "volumes": [{"name": "Data_1", "emptyDir": {}}]}))
+    job = wait_for(cluster, ns, "bad-volume", "Failed", timeout=60)
+    assert job["status"]["failureClass"] == "InvalidInput"
+    assert "the API server refuses the map task pods" in job["status"]["message"]
+    assert 'Invalid value: "Data_1"' in job["status"]["message"]
+    assert job_pods(cluster, ns, "bad-volume") == []

@@ -37,6 +37,7 @@ class StandInCluster:
         self.pods: dict[str, dict] = {}
         self.processes: dict[str, subprocess.Popen] = {}
         self.events: list[tuple[str, str, str]] = []
+        self.dry_runs: list[dict] = []
         self.lose_before_reduce = lose_before_reduce
 
     # The calls the operator makes (kubemr_operator.kube.Kube).
@@ -59,7 +60,10 @@ class StandInCluster:
     def ready_nodes(self):
         return {"node-a"}
 
-    def create_pod(self, pod):
+    def create_pod(self, pod, dry_run=False):
+        if dry_run:
+            self.dry_runs.append(pod)
+            return
         name = pod["metadata"]["name"]
         if name in self.pods:
             return

@@ -8,12 +8,14 @@ operator's build step refuses them, for a job that reached it unchecked.
 from __future__ import annotations
 
 import copy
+import json
 import os
 
 import pytest
 from kubemr_operator import reconcile as reconcile_module
 from kubemr_operator.config import Settings
 from kubemr_operator.pods import build_task_pod
+from kubernetes.client.rest import ApiException
 
 from kubemr.errors import ManifestError
 from kubemr.runtime.local import run_local
@@ -299,3 +301,57 @@ def test_a_template_the_crd_would_refuse_fails_the_job_as_invalid_input(tmp_path
     assert status["message"] == ("spec.reduce.template.volumeMounts[0].mountPath: /scratch and "
                                  "/tmp are kubemr's own mounts")
     assert cluster.pods == {}
+
+
+class RefusingCluster(StandInCluster):
+    """The API server refusing every task pod's dry run with `status`."""
+
+    def __init__(self, *args, status: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.status = status
+
+    def create_pod(self, pod, dry_run=False):
+        if dry_run:
+            self.dry_runs.append(pod)
+            error = ApiException(status=self.status, reason="Refused")
+            error.body = json.dumps({"message": 'Pod "x" is invalid: spec.volumes[2].name: '
+                                                'Invalid value: "Data_1"'})
+            raise error
+        super().create_pod(pod)
+
+
+def templated_job(tmp_path, words) -> dict:
+    spec = make_job(tmp_path, WORDS, words, reducer="reducer", speculation=False,
+                    backoffSeconds=0,
+                    template={"volumes": [{"name": "Data_1", "emptyDir": {}}]}).spec
+    return job_object(spec)
+
+
+def test_a_pod_the_api_server_refuses_fails_the_job_at_once(tmp_path, words, operator_setup):
+    settings, scratch = operator_setup
+    doc = templated_job(tmp_path, words)
+    cluster = RefusingCluster(doc, scratch, settings, status=422)
+    status = run_to_the_end(doc, cluster, settings)
+    assert (status["phase"], status["failureClass"]) == ("Failed", "InvalidInput")
+    assert status["message"].startswith(
+        "the API server refuses the map task pods the job's template makes: Pod \"x\" is "
+        "invalid: spec.volumes[2].name")
+    assert cluster.pods == {} and len(cluster.dry_runs) == 1
+
+
+def test_a_dry_run_refused_for_another_reason_lets_the_job_run(tmp_path, words, operator_setup):
+    """Quota, an admission webhook: what a launch would meet, and retry, too."""
+    settings, scratch = operator_setup
+    doc = templated_job(tmp_path, words)
+    cluster = RefusingCluster(doc, scratch, settings, status=403)
+    assert run_to_the_end(doc, cluster, settings)["phase"] == "Succeeded"
+    assert [p["metadata"]["labels"]["kubemr.io/task-type"] for p in cluster.dry_runs] == [
+        "map", "reduce"]
+
+
+def test_a_job_without_a_template_has_no_dry_run(tmp_path, words, operator_setup):
+    settings, scratch = operator_setup
+    doc = job_object(make_job(tmp_path, WORDS, words, speculation=False).spec)
+    cluster = StandInCluster(doc, scratch, settings)
+    assert run_to_the_end(doc, cluster, settings)["phase"] == "Succeeded"
+    assert cluster.dry_runs == []
