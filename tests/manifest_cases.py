@@ -44,6 +44,42 @@ def changed(doc: dict, path: str, value) -> dict:
 
 DELETE = object()
 
+WORKER = "task pods run kubemr's worker"
+OWN_ENV = "KUBEMR_* variables are kubemr's own"
+OWN_VOLUMES = "scratch and tmp are kubemr's own volumes"
+OWN_MOUNTS = "/scratch and /tmp are kubemr's own mounts"
+OWN_LABELS = "kubemr's own labels"
+NON_ROOT = "task pods run as a non-root user"
+NO_PRIVILEGES = "task pods never gain privileges"
+
+# A template with every field kubemr accepts (spec.template, spec.map.template and
+# spec.reduce.template have the same fields).
+FULL_TEMPLATE = {
+    "labels": {"team": "search", "app.kubernetes.io/part-of": "indexing"},
+    "annotations": {"example.com/owner": "search-team"},
+    "env": [{"name": "GREETING", "value": "hello"},
+            {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "t", "key": "token"}}},
+            {"name": "MY_KUBEMR_SETTING", "value": "1"}],
+    "envFrom": [{"configMapRef": {"name": "settings"}}, {"prefix": "DB_",
+                                                         "secretRef": {"name": "db"}}],
+    "volumes": [{"name": "words", "configMap": {"name": "stopwords"}}],
+    "volumeMounts": [{"name": "words", "mountPath": "/etc/words", "readOnly": True},
+                     {"name": "words", "mountPath": "/tmpdata"}],
+    "nodeSelector": {"disktype": "ssd"},
+    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "batch",
+                     "effect": "NoSchedule"}],
+    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "zone", "operator": "In", "values": ["a", "b"]}]}]}}},
+    "serviceAccountName": "mapreduce",
+    "priorityClassName": "batch-low",
+    "imagePullSecrets": [{"name": "registry"}],
+    "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}},
+    "securityContext": {"runAsUser": 2000, "runAsGroup": 2000, "fsGroup": 2000,
+                        "supplementalGroups": [3000], "runAsNonRoot": True,
+                        "allowPrivilegeEscalation": False, "privileged": False},
+}
+
 # (id, field path, value, the field the error names, a phrase the error holds or None)
 BAD = [
     ("name-64-chars", "metadata.name", "n" * 64, "metadata.name", None),
@@ -96,6 +132,61 @@ BAD = [
      "spec.intermediate.uri", "must be an s3:// or file:// URI"),
     ("intermediate-bad-bucket", "spec.intermediate", {"uri": "s3://w/"},
      "spec.intermediate.uri", BUCKET_RULE),
+    # pod templates: what kubemr keeps its own
+    ("template-command", "spec.template", {"command": ["sh", "-c", "true"]},
+     "spec.template.command", WORKER),
+    ("template-args", "spec.template", {"args": ["--help"]}, "spec.template.args", WORKER),
+    ("map-template-command", "spec.map", {"template": {"command": ["sh"]}},
+     "spec.map.template.command", WORKER),
+    ("template-env-kubemr", "spec.template", {"env": [{"name": "KUBEMR_TASK", "value": "{}"}]},
+     "spec.template.env[0].name", OWN_ENV),
+    ("reduce-template-env-kubemr", "spec.reduce", {"template": {"env": [
+        {"name": "A", "value": "1"}, {"name": "KUBEMR_S3_ENDPOINT", "value": "http://x"}]}},
+     "spec.reduce.template.env[1].name", OWN_ENV),
+    ("template-env-value-not-string", "spec.template", {"env": [{"name": "A", "value": 1}]},
+     "spec.template.env[0].value", None),
+    ("template-envFrom-prefix-kubemr", "spec.template",
+     {"envFrom": [{"prefix": "KUBEMR_", "configMapRef": {"name": "c"}}]},
+     "spec.template.envFrom[0].prefix", OWN_ENV),
+    ("template-volume-scratch", "spec.template", {"volumes": [{"name": "scratch",
+                                                               "emptyDir": {}}]},
+     "spec.template.volumes[0].name", OWN_VOLUMES),
+    ("map-template-volume-tmp", "spec.map", {"template": {"volumes": [
+        {"name": "tmp", "configMap": {"name": "c"}}]}},
+     "spec.map.template.volumes[0].name", OWN_VOLUMES),
+    ("template-mount-named-tmp", "spec.template",
+     {"volumeMounts": [{"name": "tmp", "mountPath": "/data"}]},
+     "spec.template.volumeMounts[0].name", OWN_VOLUMES),
+    ("template-mount-at-scratch", "spec.template",
+     {"volumeMounts": [{"name": "data", "mountPath": "/scratch"}]},
+     "spec.template.volumeMounts[0].mountPath", OWN_MOUNTS),
+    ("template-mount-under-tmp", "spec.template",
+     {"volumeMounts": [{"name": "data", "mountPath": "/tmp/cache"}]},
+     "spec.template.volumeMounts[0].mountPath", OWN_MOUNTS),
+    ("template-mount-at-tmp-spelled-oddly", "spec.template",
+     {"volumeMounts": [{"name": "data", "mountPath": "//./tmp/"}]},
+     "spec.template.volumeMounts[0].mountPath", OWN_MOUNTS),
+    ("template-label-kubemr", "spec.template", {"labels": {"kubemr.io/job": "other"}},
+     "spec.template.labels", OWN_LABELS),
+    ("template-label-managed-by", "spec.template",
+     {"labels": {"app.kubernetes.io/managed-by": "me"}}, "spec.template.labels", OWN_LABELS),
+    ("reduce-template-label-component", "spec.reduce",
+     {"template": {"labels": {"app.kubernetes.io/component": "x"}}},
+     "spec.reduce.template.labels", OWN_LABELS),
+    ("template-annotation-kubemr", "spec.template", {"annotations": {"kubemr.io/x": "y"}},
+     "spec.template.annotations", "kubemr.io/* annotations are kubemr's own"),
+    ("template-run-as-root", "spec.template", {"securityContext": {"runAsUser": 0}},
+     "spec.template.securityContext.runAsUser", "user 0 is root"),
+    ("template-run-as-non-root-false", "spec.template",
+     {"securityContext": {"runAsNonRoot": False}},
+     "spec.template.securityContext.runAsNonRoot", NON_ROOT),
+    ("template-privilege-escalation", "spec.template",
+     {"securityContext": {"allowPrivilegeEscalation": True}},
+     "spec.template.securityContext.allowPrivilegeEscalation", NO_PRIVILEGES),
+    ("map-template-privileged", "spec.map", {"template": {"securityContext": {
+        "privileged": True}}}, "spec.map.template.securityContext.privileged", NO_PRIVILEGES),
+    ("template-toleration-operator", "spec.template", {"tolerations": [{"operator": "Maybe"}]},
+     "spec.template.tolerations[0].operator", None),
 ]
 
 # (id, field path, value): each at its bound, accepted
@@ -127,4 +218,7 @@ BOUNDARY = [
     ("inline-1MiB", "spec.code", {"inline": "#" * (1 << 20)}),
     ("intermediate-s3", "spec.intermediate", {"uri": "s3://kubemr-work/tmp/"}),
     ("intermediate-file", "spec.intermediate", {"uri": "file:///tmp/kubemr-work/"}),
+    ("template-every-field", "spec.template", FULL_TEMPLATE),
+    ("map-template-every-field", "spec.map", {"template": FULL_TEMPLATE}),
+    ("reduce-template-every-field", "spec.reduce", {"template": FULL_TEMPLATE}),
 ]

@@ -3,7 +3,9 @@
 It runs the same task code as the pods (`python -m kubemr.runtime.worker`), serializes every
 intermediate record, uses the real partitioner and combiner, and is driven by the same scheduler
 as the operator (kubemr.scheduling): parallelism, backoff, progress timeouts, maxAttempts,
-activeDeadlineSeconds and the failure classes behave as they do on the cluster.
+activeDeadlineSeconds and the failure classes behave as they do on the cluster. Of the job's pod
+template (kubemr.spec.template) it takes what a process has: env variables with a plain value,
+and limits.memory, per task type.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from kubemr.scheduling import Attempt, Policy, Task, decide, failure_of_report, 
 from kubemr.scheduling.failures import KILLED, MAP_OUTPUT_LOST, USER_ERROR
 from kubemr.scheduling.state import FAILED, RUNNING, SUCCEEDED
 from kubemr.spec.manifest import JobSpec
+from kubemr.spec.template import TASK_TYPES, plain_env, task_template
 from kubemr.storage import join, normalize_uri, store_for
 
 POLL_SECONDS = 0.01
@@ -75,21 +78,48 @@ class _Process:
     progress_file: str
 
 
+@dataclass(frozen=True)
+class TaskProcess:
+    """What one task type's worker processes take from the job's pod template: the memory limit
+    (limits.memory, as an address-space cap) and the variables that have a plain value."""
+
+    memory_limit: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_spec(cls, spec: dict, kind: str) -> TaskProcess:
+        template = task_template(spec, kind)
+        limits = (template.get("resources") or {}).get("limits") or {}
+        memory = parse_quantity(limits["memory"]) if "memory" in limits else None
+        return cls(memory, plain_env(template))
+
+
 class LocalExecutor:
     """Runs the scheduler's attempts as worker processes; observes them into its tasks."""
 
-    def __init__(self, scratch: str, memory_limit: int | None, heartbeat: float):
+    def __init__(self, scratch: str, heartbeat: float, by_kind: dict[str, TaskProcess]):
         self.scratch = scratch
-        self.memory_limit = memory_limit
+        self.by_kind = by_kind
         self.processes: dict[tuple[str, int, int], _Process] = {}
-        self._env = dict(os.environ, KUBEMR_SCRATCH=scratch,
-                         KUBEMR_HEARTBEAT_SECONDS=str(heartbeat),
-                         PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        self._env = {kind: self._environment(setup.env, scratch, heartbeat)
+                     for kind, setup in by_kind.items()}
 
-    def _limit_memory(self) -> None:
-        import resource
+    @staticmethod
+    def _environment(template: dict[str, str], scratch: str, heartbeat: float) -> dict:
+        """This environment, the template's variables over it, and kubemr's over those (a
+        template's PYTHONPATH comes first in kubemr's)."""
+        path = [template.get("PYTHONPATH", ""), *sys.path]
+        return {**os.environ, **template, "KUBEMR_SCRATCH": scratch,
+                "KUBEMR_HEARTBEAT_SECONDS": str(heartbeat),
+                "PYTHONPATH": os.pathsep.join(p for p in path if p)}
 
-        resource.setrlimit(resource.RLIMIT_AS, (self.memory_limit, self.memory_limit))
+    @staticmethod
+    def _limit_memory(limit: int) -> Callable[[], None]:
+        def limit_memory() -> None:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        return limit_memory
 
     def launch(self, task: Task, document: dict, now: float) -> None:
         name = f"{task.kind}-{task.index:05d}-{document['attempt']}"
@@ -97,13 +127,14 @@ class LocalExecutor:
                  for ext in ("json", "result", "log", "alive")}
         with open(paths["json"], "w") as f:
             json.dump(document, f)
+        limit = self.by_kind[task.kind].memory_limit
         with open(paths["log"], "wb") as log:
             popen = subprocess.Popen(
                 [sys.executable, "-m", "kubemr.runtime.worker", paths["json"],
                  "--result", paths["result"]],
-                env=dict(self._env, KUBEMR_PROGRESS_URI="file://" + paths["alive"]),
+                env=dict(self._env[task.kind], KUBEMR_PROGRESS_URI="file://" + paths["alive"]),
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                preexec_fn=self._limit_memory if self.memory_limit else None,
+                preexec_fn=self._limit_memory(limit) if limit else None,
             )
         self.processes[(task.kind, task.index, document["attempt"])] = _Process(
             popen, paths["result"], paths["log"], paths["alive"])
@@ -194,10 +225,9 @@ def run_local(job: JobSpec, workers: int | None = None, overwrite: bool = False,
     run = f"{job.name}-{uuid.uuid4().hex[:8]}"
     work = join(work_base, run)
     logs = join(normalize_uri(logs), run) if logs else None
-    limits = (spec.get("resources") or {}).get("limits") or {}
-    memory_limit = parse_quantity(limits["memory"]) if "memory" in limits else None
-    executor = LocalExecutor(scratch, memory_limit,
-                             heartbeat=max(0.05, min(5.0, policy.task_timeout / 4)))
+    executor = LocalExecutor(scratch, heartbeat=max(0.05, min(5.0, policy.task_timeout / 4)),
+                             by_kind={kind: TaskProcess.from_spec(spec, kind)
+                                      for kind in TASK_TYPES})
     tasks = new_tasks(len(splits), spec["reducers"])
     finished: list[Attempt] = []
 

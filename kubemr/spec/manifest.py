@@ -39,6 +39,11 @@ def _s3_bucket_ok(uri: str) -> bool:
         _S3_BUCKET.match(uri) and not _S3_BUCKET_DOTS.match(uri) and not _S3_BUCKET_IP.match(uri))
 
 
+# The pod labels kubemr sets on task pods besides its kubemr.io/* ones (kubemr.spec.names).
+_OWN_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/instance",
+               "app.kubernetes.io/component", "app.kubernetes.io/managed-by")
+_OWN_MOUNT = re.compile(r"[/.]*/(scratch|tmp)(/.*)?\Z")
+
 # Each CEL rule of the CRD that does not use oldSelf, as Python over the same value (already
 # checked against its schema). tests/unit/test_schema_bounds.py checks that every such rule is here.
 RULES: dict[str, Callable[[Any], bool]] = {
@@ -48,6 +53,26 @@ RULES: dict[str, Callable[[Any], bool]] = {
     "!self.startsWith('s3://') || (self.matches('^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/|$)') "
     "&& !self.matches('^s3://[^/]*[.][.]') "
     "&& !self.matches('^s3://[0-9]+[.][0-9]+[.][0-9]+[.][0-9]+(/|$)'))": _s3_bucket_ok,
+    # spec.template, spec.map.template and spec.reduce.template: what kubemr keeps its own
+    "!has(self.command)": lambda v: "command" not in v,
+    "!has(self.args)": lambda v: "args" not in v,
+    "self.all(k, !k.startsWith('kubemr.io/') && !(k in ['app.kubernetes.io/name', "
+    "'app.kubernetes.io/instance', 'app.kubernetes.io/component', "
+    "'app.kubernetes.io/managed-by']))":
+        lambda v: not any(k.startswith("kubemr.io/") or k in _OWN_LABELS for k in v),
+    "self.all(k, !k.startsWith('kubemr.io/'))":
+        lambda v: not any(k.startswith("kubemr.io/") for k in v),
+    "!self.name.startsWith('KUBEMR_')": lambda v: not v["name"].startswith("KUBEMR_"),
+    "!has(self.prefix) || !self.prefix.startsWith('KUBEMR_')":
+        lambda v: not v.get("prefix", "").startswith("KUBEMR_"),
+    "self.name != 'scratch' && self.name != 'tmp'": lambda v: v["name"] not in ("scratch", "tmp"),
+    "!self.mountPath.matches('^[/.]*/(scratch|tmp)(/.*)?$')":
+        lambda v: not _OWN_MOUNT.match(v["mountPath"]),
+    "!has(self.runAsUser) || self.runAsUser != 0": lambda v: v.get("runAsUser") != 0,
+    "!has(self.runAsNonRoot) || self.runAsNonRoot": lambda v: v.get("runAsNonRoot", True),
+    "!has(self.allowPrivilegeEscalation) || !self.allowPrivilegeEscalation":
+        lambda v: not v.get("allowPrivilegeEscalation", False),
+    "!has(self.privileged) || !self.privileged": lambda v: not v.get("privileged", False),
 }
 # Every object's name, as the API server checks it (a DNS-1123 subdomain).
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -99,6 +124,9 @@ def _validate(value: Any, schema: dict, path: str) -> Any:
     if "maxLength" in schema and len(value) > schema["maxLength"]:
         raise ManifestError(f"{path}: {len(value)} characters, more than the "
                             f"{schema['maxLength']} allowed")
+    if "maxProperties" in schema and len(value) > schema["maxProperties"]:
+        raise ManifestError(f"{path}: {len(value)} keys, more than the "
+                            f"{schema['maxProperties']} allowed")
     if "minItems" in schema and len(value) < schema["minItems"]:
         raise ManifestError(f"{path}: needs at least {schema['minItems']} item(s)")
     if "maxItems" in schema and len(value) > schema["maxItems"]:
@@ -107,7 +135,7 @@ def _validate(value: Any, schema: dict, path: str) -> Any:
     if expected == "array":
         value = [_validate(v, schema.get("items", {}), f"{path}[{i}]")
                  for i, v in enumerate(value)]
-    if expected != "object" or schema.get("x-kubernetes-preserve-unknown-fields"):
+    if expected != "object":
         _check_rules(value, schema, path)
         return value
     properties = schema.get("properties", {})
@@ -117,6 +145,8 @@ def _validate(value: Any, schema: dict, path: str) -> Any:
             result[name] = _validate(sub, properties[name], f"{path}.{name}")
         elif "additionalProperties" in schema:
             result[name] = _validate(sub, schema["additionalProperties"], f"{path}.{name}")
+        elif schema.get("x-kubernetes-preserve-unknown-fields"):
+            result[name] = sub  # an embedded Kubernetes type: kept as written
         else:
             close = difflib.get_close_matches(name, properties, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -129,6 +159,15 @@ def _validate(value: Any, schema: dict, path: str) -> Any:
             result[name] = copy.deepcopy(sub["default"])
     _check_rules(result, schema, path)
     return result
+
+
+def check_fields(spec: dict, names: tuple[str, ...]) -> None:
+    """Check some fields of a spec against the schema and its rules, as the API server does; for
+    the operator, whose jobs the API server has checked with the CRD it had."""
+    properties = spec_schema()["properties"]
+    for name in names:
+        if name in spec:
+            _validate(spec[name], properties[name], f"spec.{name}")
 
 
 @dataclass

@@ -101,9 +101,11 @@ class Kube:
             pod["spec"] = {"nodeName": pod.get("spec", {}).get("nodeName")}
         return pods
 
-    def create_pod(self, pod: dict) -> None:
+    def create_pod(self, pod: dict, dry_run: bool = False) -> None:
+        """Create the pod if it does not exist; with `dry_run`, only have it checked."""
         try:
-            self.core.create_namespaced_pod(pod["metadata"]["namespace"], pod)
+            self.core.create_namespaced_pod(pod["metadata"]["namespace"], pod,
+                                            dry_run="All" if dry_run else None)
         except ApiException as e:
             if e.status != 409:
                 raise

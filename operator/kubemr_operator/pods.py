@@ -6,11 +6,15 @@ import hashlib
 import json
 
 from kubemr.spec.names import LABEL_ATTEMPT, LABEL_TASK_INDEX, LABEL_TASK_TYPE, job_labels
+from kubemr.spec.template import check_template, merge_affinity, task_template
 from kubemr_operator.config import Settings
 
 HOSTNAME = "kubernetes.io/hostname"
 LOCALITY_WEIGHT = 50
 AVOID_WEIGHT = 100
+# What of a template's securityContext goes into the pod's: runAsNonRoot, allowPrivilegeEscalation
+# and privileged may only say what kubemr sets anyway (the CRD refuses anything else).
+POD_SECURITY = ("runAsUser", "runAsGroup", "fsGroup", "supplementalGroups")
 
 
 def pod_name(job: str, uid: str, task_type: str, index: int, attempt: int) -> str:
@@ -44,8 +48,14 @@ def _affinity(locality: str, data_node: str | None, avoid_node: str | None) -> d
 
 def build_task_pod(*, job: dict, task: dict, settings: Settings, data_node: str | None = None,
                    avoid_node: str | None = None) -> dict:
-    """The pod that runs one task attempt. `task` is the worker's task document."""
+    """The pod that runs one task attempt. `task` is the worker's task document.
+
+    The job's template (kubemr.spec.template) is added to what kubemr sets, never over it: a
+    template that would replace kubemr's own settings is refused (ManifestError naming the
+    field), as the CRD refuses it."""
     meta, spec = job["metadata"], job["spec"]
+    check_template(spec)
+    template = task_template(spec, task["type"])
     name = meta["name"]
     storage = spec.get("storage") or {}
     secret = storage.get("secretName") or settings.secret_name
@@ -66,9 +76,30 @@ def build_task_pod(*, job: dict, task: dict, settings: Settings, data_node: str 
         env.append({"name": "KUBEMR_NODE_SERVERS", "value": json.dumps(settings.node_servers)})
         env.append({"name": "KUBEMR_S3_BUCKET_ENDPOINTS", "value": json.dumps(
             {s["bucket"]: s["endpoint"] for s in settings.node_servers})})
-    labels = {**job_labels(name, meta["uid"]), "app.kubernetes.io/component": task["type"],
+    user_env = template.get("env") or []
+    named = {item["name"] for item in user_env}
+    env = [item for item in env if item["name"] not in named] + user_env
+    labels = {**(template.get("labels") or {}),
+              **job_labels(name, meta["uid"]), "app.kubernetes.io/component": task["type"],
               LABEL_TASK_TYPE: task["type"], LABEL_TASK_INDEX: str(task["index"]),
               LABEL_ATTEMPT: str(task["attempt"])}
+    container = {
+        "name": "task",
+        "image": spec.get("image") or settings.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["python", "-m", "kubemr.runtime.worker"],
+        "env": env,
+        "resources": template.get("resources") or {},
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {"readOnlyRootFilesystem": True,
+                            "allowPrivilegeEscalation": False,
+                            "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"},
+                         {"name": "tmp", "mountPath": "/tmp"},
+                         *(template.get("volumeMounts") or [])],
+    }
+    if template.get("envFrom"):
+        container["envFrom"] = template["envFrom"]
     pod_spec = {
         "restartPolicy": "Never",
         # The pause container is PID 1, so the task gets SIGTERM and SIGKILL like any process.
@@ -76,37 +107,32 @@ def build_task_pod(*, job: dict, task: dict, settings: Settings, data_node: str 
         "enableServiceLinks": False,
         "automountServiceAccountToken": False,
         "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000,
-                            "fsGroup": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
-        "containers": [{
-            "name": "task",
-            "image": spec.get("image") or settings.image,
-            "imagePullPolicy": settings.image_pull_policy,
-            "command": ["python", "-m", "kubemr.runtime.worker"],
-            "env": env,
-            "resources": spec.get("resources") or {},
-            "terminationMessagePolicy": "FallbackToLogsOnError",
-            "securityContext": {"readOnlyRootFilesystem": True,
-                                "allowPrivilegeEscalation": False,
-                                "capabilities": {"drop": ["ALL"]}},
-            "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"},
-                             {"name": "tmp", "mountPath": "/tmp"}],
-        }],
-        "volumes": [{"name": "scratch", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
-        # Leave a lost node within seconds, so the attempt is retried elsewhere.
-        "tolerations": [{"key": key, "operator": "Exists", "effect": "NoExecute",
-                         "tolerationSeconds": 20}
-                        for key in ("node.kubernetes.io/not-ready",
-                                    "node.kubernetes.io/unreachable")],
+                            "fsGroup": 1000, "seccompProfile": {"type": "RuntimeDefault"},
+                            **{k: v for k, v in (template.get("securityContext") or {}).items()
+                               if k in POD_SECURITY}},
+        "containers": [container],
+        "volumes": [{"name": "scratch", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}},
+                    *(template.get("volumes") or [])],
+        # Leave a lost node within seconds, so the attempt is retried elsewhere. The first
+        # toleration matching a taint is the one that counts: kubemr's come first, so a
+        # template's own toleration of a lost node cannot lengthen the stay.
+        "tolerations": [*({"key": key, "operator": "Exists", "effect": "NoExecute",
+                           "tolerationSeconds": 20}
+                          for key in ("node.kubernetes.io/not-ready",
+                                      "node.kubernetes.io/unreachable")),
+                        *(template.get("tolerations") or [])],
     }
-    affinity = _affinity(spec.get("locality", "preferred") if task["type"] == "map" else "none",
-                         data_node, avoid_node)
+    for key in ("nodeSelector", "serviceAccountName", "priorityClassName", "imagePullSecrets"):
+        if template.get(key):
+            pod_spec[key] = template[key]
+    affinity = merge_affinity(
+        _affinity(spec.get("locality", "preferred") if task["type"] == "map" else "none",
+                  data_node, avoid_node),
+        template.get("affinity"))
     if affinity:
         pod_spec["affinity"] = affinity
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": pod_name(name, meta["uid"], task["type"], task["index"],
-                              task["attempt"]),
-                     "namespace": meta.get("namespace", "default"), "labels": labels},
-        "spec": pod_spec,
-    }
+    metadata = {"name": pod_name(name, meta["uid"], task["type"], task["index"], task["attempt"]),
+                "namespace": meta.get("namespace", "default"), "labels": labels}
+    if template.get("annotations"):
+        metadata["annotations"] = template["annotations"]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": pod_spec}

@@ -37,6 +37,7 @@ from kubemr.scheduling import Decision, Launch, Policy, Task, counts, decide, ne
 from kubemr.scheduling.failures import LAUNCH_FAILED, MAP_OUTPUT_LOST
 from kubemr.scheduling.state import FAILED, SUCCEEDED
 from kubemr.spec.names import LABEL_ATTEMPT, LABEL_JOB_UID, LABEL_TASK_INDEX, LABEL_TASK_TYPE
+from kubemr.spec.template import TASK_TYPES, TEMPLATE_FIELDS, check_template
 from kubemr.storage import Credentials, join, store_for, using
 from kubemr.storage.nodes import node_copies, node_of, within
 from kubemr_operator.config import Settings
@@ -288,6 +289,7 @@ class Pass:
             try:
                 if not self.settings.local_paths:
                     refuse_local_paths(self.job["spec"])
+                self._check_template()
                 self.cache.plan = load_plan(self.job, self.work, self.settings)
             except (StorageUnavailable, AlreadySucceeded):
                 raise
@@ -299,6 +301,34 @@ class Pass:
                         f"{len(self.cache.plan.splits)} map tasks, "
                         f"{self.cache.plan.spec['reducers']} reduce tasks")
         return self.cache.plan
+
+    def _check_template(self) -> None:
+        """Refuse a template as the CRD does (for a job that reached the operator unchecked),
+        then have the API server check one pod of each task type (dry run): the embedded
+        Kubernetes types (a volume, a toleration) are its to judge, and a pod it refuses would
+        only fail each launch, for minutes, before the job failed."""
+        spec = self.job["spec"]
+        check_template(spec)
+        if not any(spec.get(name) for name in TEMPLATE_FIELDS):
+            return
+        for kind in TASK_TYPES:
+            pod = build_task_pod(job=self.job, task={"type": kind, "index": 0, "attempt": 0},
+                                 settings=self.settings)
+            try:
+                self.kube.create_pod(pod, dry_run=True)
+            except ApiException as e:
+                if e.status not in (400, 422):
+                    log.info("%s/%s: the dry run of a %s pod was refused (%s %s); launching "
+                             "will tell", self.namespace, self.name, kind, e.status, e.reason)
+                    continue
+                try:
+                    reason = json.loads(e.body or "{}").get("message") or e.reason
+                except ValueError:
+                    reason = e.reason
+                raise ManifestError(f"the API server refuses the {kind} task pods the job's "
+                                    f"template makes: {reason}") from None
+            except Exception as e:  # the API server out of reach: launching will tell
+                log.info("%s/%s: no dry run of a %s pod: %s", self.namespace, self.name, kind, e)
 
     def _observe(self, plan: Plan) -> World:
         pods = {}

@@ -88,6 +88,9 @@ def patch(cluster, namespace: str, name: str, spec: dict):
     ("partitioner", "mypkg:part"),  # and so is adding one
     ("intermediate", {"uri": "s3://kubemr-work/x/"}),
     ("resources", {"limits": {"memory": "2Gi"}}),
+    ("template", {"env": [{"name": "GREETING", "value": "hello"}]}),
+    ("map", {"template": {"nodeSelector": {"disktype": "ssd"}}}),
+    ("reduce", {"template": {"resources": {"limits": {"memory": "2Gi"}}}}),
 ])
 def test_a_field_that_shapes_the_result_cannot_change(cluster, namespace, job, field, value):
     before = cluster.get_json("mapreducejob", job, "-n", namespace)["spec"]

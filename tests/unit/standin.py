@@ -37,6 +37,7 @@ class StandInCluster:
         self.pods: dict[str, dict] = {}
         self.processes: dict[str, subprocess.Popen] = {}
         self.events: list[tuple[str, str, str]] = []
+        self.dry_runs: list[dict] = []
         self.lose_before_reduce = lose_before_reduce
 
     # The calls the operator makes (kubemr_operator.kube.Kube).
@@ -59,7 +60,10 @@ class StandInCluster:
     def ready_nodes(self):
         return {"node-a"}
 
-    def create_pod(self, pod):
+    def create_pod(self, pod, dry_run=False):
+        if dry_run:
+            self.dry_runs.append(pod)
+            return
         name = pod["metadata"]["name"]
         if name in self.pods:
             return
@@ -82,11 +86,13 @@ class StandInCluster:
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", "kubemr.runtime.worker", path + ".json", "--result",
              path + ".result"],
-            env=dict(os.environ, **{k: v for k, v in env.items()
-                                    if k.startswith("KUBEMR_S3_") and v},
-                     KUBEMR_SCRATCH=str(self.scratch),
-                     KUBEMR_HEARTBEAT_SECONDS=env["KUBEMR_HEARTBEAT_SECONDS"],
-                     PYTHONPATH=os.pathsep.join(p for p in sys.path if p)),
+            # the pod's own variables with a plain value; of kubemr's, the job's storage
+            # credentials, and the rest as a pod would have them here
+            env={**os.environ, **{k: v for k, v in env.items() if not k.startswith("KUBEMR_")},
+                 **{k: v for k, v in env.items() if k.startswith("KUBEMR_S3_") and v},
+                 "KUBEMR_SCRATCH": str(self.scratch),
+                 "KUBEMR_HEARTBEAT_SECONDS": env["KUBEMR_HEARTBEAT_SECONDS"],
+                 "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
         pod = json.loads(json.dumps(pod))

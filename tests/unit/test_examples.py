@@ -46,5 +46,13 @@ def test_combiner_and_partitioner(tmp_path):
     assert totals == result.counters["user"]["words"] == 112
 
 
+def test_pod_template_variables_reach_each_task_type(tmp_path):
+    _, parts = run_example("stopwords.yaml", tmp_path)
+    counts = {word: int(n) for word, n in (line.split("\t") for part in parts for line in part)}
+    assert counts["harry"] == 6 and counts["vinci"] == 7
+    assert "the" not in counts and "of" not in counts  # the mappers' STOPWORDS
+    assert "madison" not in counts and min(counts.values()) == 6  # the reducers' MIN_COUNT (5)
+
+
 def test_cluster_example_is_a_valid_manifest():
     assert load_manifest("examples/wordcount-s3.yaml").spec["reducers"] == 2
