@@ -347,3 +347,18 @@ def test_the_job_event_handler_runs_a_pass_and_cleans_up_a_deleted_job(setup, mo
     handlers.job_changed(type="DELETED", body=kopf.Body(json.loads(json.dumps(job))),
                          namespace="team")
     assert not os.path.exists(work_uri(job, settings)[len("file://"):])
+
+
+def test_storage_that_cannot_be_reached_at_planning_delays_the_job(setup, monkeypatch):
+    """A (per-node) MinIO that is down when the job is planned: the job waits, not fails."""
+    tmp_path, spec, _, scratch = setup
+    monkeypatch.setenv("KUBEMR_S3_BUCKET_ENDPOINTS", '{"node-down": "http://127.0.0.1:9"}')
+    settings = Settings(work_uri=f"file://{tmp_path}/work", local_paths=True)
+    spec = json.loads(json.dumps(spec))
+    spec["input"]["uris"] = ["s3://node-down/in/"]
+    job = job_object(spec)
+    cluster = StandInCluster(job, scratch, settings)
+    for _ in range(2):
+        reconcile(job, cluster, settings, cluster.post_event)
+    assert job["status"].get("phase") not in ("Failed", "Succeeded") and cluster.pods == {}
+    assert any(e[1] == "StorageUnavailable" for e in cluster.events)
