@@ -9,12 +9,14 @@ The `helm test` program itself (files/helm_test.py) is also run here with the lo
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shutil
 import subprocess
 from collections import Counter
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import yaml
@@ -51,6 +53,11 @@ def helm():
 
 
 PER_NODE = ["--set", "minioPerNode=true", "--set", "minioNodes={kubemr-worker,kubemr-worker2}"]
+NAMESPACED = ["--set", "watchNamespaces={team-a,team-b}"]
+EXTERNAL_S3_EGRESS = json.dumps([{"to": [{"ipBlock": {"cidr": "203.0.113.10/32"}}],
+                                  "ports": [{"port": 443}]}])
+NETWORK_POLICY = [*NAMESPACED, "--set", "taskNetworkPolicy=true",
+                  "--set-json", f"taskNetworkPolicyEgress={EXTERNAL_S3_EGRESS}"]
 
 
 @pytest.mark.parametrize("values", [
@@ -61,8 +68,10 @@ PER_NODE = ["--set", "minioPerNode=true", "--set", "minioNodes={kubemr-worker,ku
      "--set", "workUri=s3://scratch/kubemr", "--set", "imagePullPolicy=Always"],
     ["--set", "serviceMonitor=true", "--set", "serviceMonitorLabels.release=prometheus"],
     ["--set", "metricsPort=0"],
+    NAMESPACED,
+    [*NETWORK_POLICY, *PER_NODE],
 ], ids=["defaults", "minio-per-node", "shared-minio", "external-s3", "service-monitor",
-        "no-metrics"])
+        "no-metrics", "namespaced", "namespaced-network-policy"])
 def test_helm_lint_is_clean_in_each_install_mode(helm, values):
     result = helm("lint", "--strict", *values)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -84,10 +93,23 @@ def test_helm_lint_is_clean_in_each_install_mode(helm, values):
     (["--set", "metricsPort=70000"], "/metricsPort': maximum"),
     (["--set", "serviceMonitor=true", "--set", "metricsPort=0"], "/metricsPort': minimum"),
     (["--set", "serviceMonitorLabels.team=7"], "/serviceMonitorLabels/team': got number"),
+    (["--set", "watchNamespaces={Team_A}"], "/watchNamespaces/0': 'Team_A' does not match"),
+    (["--set", "watchNamespaces={team-a,team-a}"], "/watchNamespaces': items at 0 and 1 are equal"),
+    (["--set", "watchNamespaces=team-a"], "/watchNamespaces': got string, want array"),
+    (["--set", "taskNetworkPolicy=true"], "/watchNamespaces': minItems"),
+    ([*NAMESPACED, "--set-json", "taskNetworkPolicyEgress=[{}]"],
+     "/taskNetworkPolicyEgress/0': minProperties"),
+    ([*NAMESPACED, "--set-json", 'taskNetworkPolicyEgress=[{"ports": [{"protocol": "ICMP"}]}]'],
+     "/taskNetworkPolicyEgress/0/ports/0/protocol': value must be one of"),
+    ([*NAMESPACED, "--set-json", 'taskNetworkPolicyEgress=[{"to": [{"ipBlock": {"cidr": "s3"}}]}]'],
+     "/taskNetworkPolicyEgress/0/to/0/ipBlock/cidr"),
 ], ids=["string-for-number", "zero-seconds", "fractional-replicas", "pull-policy",
         "string-for-bool", "per-node-without-nodes", "node-port-not-a-number",
         "endpoint-without-scheme", "work-uri-not-s3", "bad-quantity", "unknown-value",
-        "port-too-high", "service-monitor-without-metrics", "label-not-a-string"])
+        "port-too-high", "service-monitor-without-metrics", "label-not-a-string",
+        "namespace-name", "namespace-twice", "namespaces-not-a-list",
+        "network-policy-without-namespaces", "egress-rule-allowing-everything",
+        "egress-protocol", "egress-cidr"])
 def test_a_wrong_value_is_refused_by_the_schema(helm, values, complaint):
     for command in (["lint"], ["template", "kubemr"]):
         result = helm(*command, *values)
@@ -96,8 +118,6 @@ def test_a_wrong_value_is_refused_by_the_schema(helm, values, complaint):
 
 
 def test_every_value_is_typed_in_the_schema():
-    import json
-
     schema = json.loads((CHART / "values.schema.json").read_text())
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert schema["additionalProperties"] is False
@@ -209,9 +229,24 @@ def test_notes_say_how_to_check_the_install_and_run_a_first_job(helm, tmp_path):
     # The manifest in the notes is a valid job.
     from kubemr.spec.manifest import parse_manifest
 
-    block = text.split("<<'YAML'\n", 1)[1].split("     YAML\n", 1)[0]
-    doc = yaml.safe_load("\n".join(line[5:] for line in block.splitlines()))
-    assert parse_manifest(doc).name == "wordcount"
+    def first_job(text: str) -> dict:
+        block = text.split("<<'YAML'\n", 1)[1].split("     YAML\n", 1)[0]
+        return yaml.safe_load("\n".join(line[5:] for line in block.splitlines()))
+
+    assert parse_manifest(first_job(text)).name == "wordcount"
+    # Cluster-wide, or for a list of namespaces: the first job goes to the first of them, and
+    # helm test needs the release namespace among them.
+    assert "MapReduceJobs of every namespace" in text
+    namespaced = notes(*NAMESPACED, "--set", "taskNetworkPolicy=true")
+    assert "MapReduceJobs of team-a, team-b only" in namespaced
+    assert "NetworkPolicy kubemr-tasks" in namespaced and "NetworkPolicy" not in text
+    assert first_job(namespaced)["metadata"]["namespace"] == "team-a"
+    assert "kubectl wait --for=condition=Complete mapreducejob/wordcount -n team-a" in namespaced
+    assert "kubectl -n team-a create secret generic minio-credentials" in namespaced
+    assert "kubemr-system to watchNamespaces to use it" in namespaced
+    assert "to watchNamespaces to use it" not in text
+    assert "to watchNamespaces to use it" not in notes(
+        "--set", "watchNamespaces={team-a,kubemr-system}")
 
 
 def _helm_test_program():
@@ -233,3 +268,130 @@ def test_the_helm_test_job_counts_its_words_with_the_local_runner(tmp_path):
     run_local(parse_manifest(manifest), workers=2)
     got = dict(read_output(manifest["spec"]["output"]["uri"], "jsonl"))
     assert got == dict(Counter(program.TEXT.split()))
+
+
+# ---------------------------------------------------------------- install modes
+# What the operator asks of the API server (kubemr_operator/kube.py and leader.py, and kopf's
+# watches), as (API group, resource, verb): in the namespaces whose jobs it runs, ...
+IN_JOB_NAMESPACES = [
+    *[("kubemr.io", "mapreducejobs", verb) for verb in ("get", "list", "watch", "delete")],
+    ("kubemr.io", "mapreducejobs/status", "patch"),
+    *[("", "pods", verb) for verb in ("list", "watch", "create", "delete")],
+    ("", "secrets", "get"),  # the job's storage Secret: its data is read with the job's keys
+    ("", "events", "create"),
+]
+# ... cluster-wide, in both modes (nodes: NodeLost; namespaces and CRDs: kopf) ...
+CLUSTER_READS = [("", "nodes", "list"), ("", "namespaces", "list"), ("", "namespaces", "watch"),
+                 ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
+                 ("apiextensions.k8s.io", "customresourcedefinitions", "watch")]
+# ... and its Lease in the release namespace: (verb, name).
+LEASE = [("create", None), ("get", "kubemr-operator"), ("update", "kubemr-operator")]
+
+
+def _allows(rules: list[dict], group: str, resource: str, verb: str, name: str | None = None):
+    return any(group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"]
+               and (not r.get("resourceNames") or name in r["resourceNames"]) for r in rules)
+
+
+def _objects(docs: list[dict], kind: str) -> dict:
+    """The operator's objects of `kind` (not helm test's), by (namespace, name)."""
+    return {(d["metadata"].get("namespace"), d["metadata"]["name"]): d for d in docs
+            if d["kind"] == kind and d["metadata"]["labels"].get("app.kubernetes.io/component")
+            != "test"}
+
+
+def _operator_env(docs: list[dict]) -> dict:
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value") for e in container["env"]}
+
+
+def _check_lease_role(docs: list[dict]) -> None:
+    roles = _objects(docs, "Role")
+    rules = roles["kubemr-system", "kubemr-operator-leader-election"]["rules"]
+    for verb, name in LEASE:
+        assert _allows(rules, "coordination.k8s.io", "leases", verb, name), (verb, name)
+    assert not _allows(rules, "coordination.k8s.io", "leases", "update", "someone-elses")
+    binding = _objects(docs, "RoleBinding")["kubemr-system", "kubemr-operator-leader-election"]
+    assert binding["roleRef"]["name"] == "kubemr-operator-leader-election"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "kubemr-operator",
+                                    "namespace": "kubemr-system"}]
+
+
+def test_cluster_wide_mode_runs_every_namespace_with_a_cluster_role(helm):
+    docs = _rendered(helm)
+    (cluster_role,) = _objects(docs, "ClusterRole").values()
+    for call in IN_JOB_NAMESPACES + CLUSTER_READS:
+        assert _allows(cluster_role["rules"], *call), call
+    assert not any("leases" in r["resources"] for r in cluster_role["rules"])
+    _check_lease_role(docs)
+    assert set(_objects(docs, "Role")) == {("kubemr-system", "kubemr-operator-leader-election")}
+    assert not _objects(docs, "NetworkPolicy")
+    assert "KUBEMR_NAMESPACES" not in _operator_env(docs)
+
+
+def test_namespaced_mode_has_a_role_in_each_namespace_and_reads_only_cluster_wide(helm):
+    from kubemr_operator.config import Settings
+
+    docs = _rendered(helm, *NAMESPACED)
+    (cluster_role,) = _objects(docs, "ClusterRole").values()
+    for call in CLUSTER_READS:
+        assert _allows(cluster_role["rules"], *call), call
+    for rule in cluster_role["rules"]:
+        assert set(rule["verbs"]) <= {"get", "list", "watch"}, rule
+        assert not {"pods", "mapreducejobs", "secrets", "leases"} & set(rule["resources"]), rule
+    (binding,) = _objects(docs, "ClusterRoleBinding").values()
+    assert binding["roleRef"]["name"] == cluster_role["metadata"]["name"]
+    _check_lease_role(docs)
+    roles, bindings = _objects(docs, "Role"), _objects(docs, "RoleBinding")
+    assert set(roles) == {("kubemr-system", "kubemr-operator-leader-election"),
+                          ("team-a", "kubemr-operator"), ("team-b", "kubemr-operator")}
+    for namespace in ("team-a", "team-b"):
+        for call in IN_JOB_NAMESPACES:
+            assert _allows(roles[namespace, "kubemr-operator"]["rules"], *call), call
+        binding = bindings[namespace, "kubemr-operator"]
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                      "name": "kubemr-operator"}
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "kubemr-operator",
+                                        "namespace": "kubemr-system"}]
+    env = _operator_env(docs)["KUBEMR_NAMESPACES"]
+    with mock.patch.dict(os.environ, {"KUBEMR_NAMESPACES": env}):
+        assert Settings.from_env().namespaces == ("team-a", "team-b")
+    assert not _objects(docs, "NetworkPolicy")
+
+
+def test_the_task_network_policy_lets_task_pods_reach_only_storage_and_dns(helm):
+    from kubemr.spec.names import MANAGED_BY
+
+    docs = _rendered(helm, *NETWORK_POLICY, *PER_NODE, "--set", "minio=true")
+    policies = _objects(docs, "NetworkPolicy")
+    assert set(policies) == {("team-a", "kubemr-tasks"), ("team-b", "kubemr-tasks")}
+    spec = policies["team-a", "kubemr-tasks"]["spec"]
+    assert spec["podSelector"] == {"matchLabels": {"app.kubernetes.io/managed-by": MANAGED_BY}}
+    assert spec["policyTypes"] == ["Egress"]
+    storage, dns, extra = spec["egress"]
+    (peer,) = storage["to"]
+    assert peer["namespaceSelector"] == {
+        "matchLabels": {"kubernetes.io/metadata.name": "kubemr-system"}}
+    assert storage["ports"] == [{"protocol": "TCP", "port": 9000}]
+    # The selector takes in every MinIO server the chart runs: the shared one and each node's.
+    minio_pods = [d["spec"]["template"]["metadata"]["labels"] for d in docs
+                  if d["kind"] == "Deployment" and d["metadata"]["name"].startswith("minio")]
+    assert len(minio_pods) == 3
+    for labels in minio_pods:
+        assert peer["podSelector"]["matchLabels"].items() <= labels.items()
+    assert dns["to"] == [{"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": "kube-system"}},
+        "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}]
+    assert dns["ports"] == [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+    assert [extra] == json.loads(EXTERNAL_S3_EGRESS)
+    # Task pods carry the label the policy selects (a job's pod template may not set it).
+    from kubemr_operator.config import Settings
+    from kubemr_operator.pods import build_task_pod
+
+    job = {"metadata": {"name": "wc", "namespace": "team-a", "uid": "0123456789"},
+           "spec": {"input": {"uri": "s3://b/"}, "output": {"uri": "s3://b/out/"}}}
+    pod = build_task_pod(job=job, task={"type": "map", "index": 0, "attempt": 1},
+                         settings=Settings())
+    assert spec["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+

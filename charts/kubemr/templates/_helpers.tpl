@@ -55,3 +55,53 @@ kubemr.io/storage-node: {{ . }}
 {{- define "kubemr.testName" -}}
 {{ .Release.Name }}-test
 {{- end }}
+
+{{- /*
+kubemr.jobRules: what the operator does in a namespace whose jobs it runs: it reads, patches and
+deletes jobs (ttlSecondsAfterFinished) and writes their status, creates and deletes their task
+pods, reads the storage Secret a job names (it acts on the job's data with the job's own keys),
+and posts events on jobs. In the ClusterRole when the operator runs every namespace's jobs
+(watchNamespaces empty); in a Role in each of watchNamespaces otherwise.
+*/}}
+{{- define "kubemr.jobRules" -}}
+- apiGroups: [kubemr.io]
+  resources: [mapreducejobs]
+  verbs: [get, list, watch, patch, update, delete]
+- apiGroups: [kubemr.io]
+  resources: [mapreducejobs/status]
+  verbs: [get, patch, update]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, watch, create, delete]
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create, patch]
+{{- end }}
+
+{{- /*
+kubemr.clusterReadRules: what the operator reads cluster-wide in either mode, none of it a
+team's data: nodes (a task whose node is no longer Ready failed as NodeLost, and the map outputs
+that node kept are made again), namespaces (kopf follows the watched namespaces being created and
+deleted) and CRDs (kopf finds the MapReduceJob resource).
+*/}}
+{{- define "kubemr.clusterReadRules" -}}
+- apiGroups: [""]
+  resources: [nodes, namespaces]
+  verbs: [get, list, watch]
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [get, list, watch]
+{{- end }}
+
+{{- /* kubemr.leaseName: the Lease the operator's replicas elect a leader on (kubemr_operator/handlers.py). */}}
+{{- define "kubemr.leaseName" -}}
+kubemr-operator
+{{- end }}
+
+{{- /* kubemr.taskPolicyName: the task pods' NetworkPolicy in each job namespace. */}}
+{{- define "kubemr.taskPolicyName" -}}
+{{ .Release.Name }}-tasks
+{{- end }}
