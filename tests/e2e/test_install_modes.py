@@ -1,5 +1,6 @@
-"""The chart's install modes on the real cluster: beside the cluster-wide operator (release
-kubemr, the `operator` fixture), a second release that runs one namespace's jobs only.
+"""The chart's install modes on the real cluster: the cluster-wide operator (release kubemr, the
+`operator` fixture) with the task pods' NetworkPolicy of docs/multi-tenancy.md applied by hand,
+and a second release that runs one namespace's jobs only.
 
 NetworkPolicy is enforced only where the CNI implements it: kind's kindnet does, the local
 cluster's bridge plugin does not. On both, the policy must be accepted and jobs must run under
@@ -9,9 +10,11 @@ it; on kind, a pod it selects must also fail to reach the API server.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
+import yaml
 
 from tests.e2e.conftest import REPO, SECRET, SYSTEM, helm_bin
 from tests.e2e.test_operator import (
@@ -42,6 +45,15 @@ print(json.dumps({"storage": reach("minio.kubemr-system", 9000),
 def can_i(cluster, service_account: str, *args: str) -> bool:
     result = cluster.kubectl("auth", "can-i", *args, "--as", service_account, check=False)
     return result.stdout.strip() == "yes"
+
+
+def guide_network_policy(namespace: str) -> dict:
+    text = (REPO / "docs" / "multi-tenancy.md").read_text()
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S)
+                if "kind: NetworkPolicy" in b]
+    policy = yaml.safe_load(block)
+    policy["metadata"]["namespace"] = namespace
+    return policy
 
 
 def probe(cluster, namespace: str, image: str) -> dict:
@@ -78,6 +90,22 @@ def check_network_policy(cluster, namespace: str, image: str) -> None:
 def operator_image(cluster, namespace: str, deployment: str) -> str:
     found = cluster.get_json("deployment", deployment, "-n", namespace)
     return found["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def test_cluster_wide_mode_with_the_guides_network_policy(cluster, ns):
+    account = f"system:serviceaccount:{SYSTEM}:kubemr-operator"
+    assert can_i(cluster, account, "create", "pods", "-n", ns)
+    assert can_i(cluster, account, "list", "mapreducejobs.kubemr.io", "--all-namespaces")
+    assert can_i(cluster, account, "update", "leases/kubemr-operator", "-n", SYSTEM)
+    assert not can_i(cluster, account, "update", "leases/kubemr-operator", "-n", ns)
+    assert not can_i(cluster, account, "update", "leases/another", "-n", SYSTEM)
+    cluster.apply(guide_network_policy(ns))
+    bucket = new_bucket()
+    want = corpus(bucket, files=2, lines=300)
+    cluster.apply(job_manifest("fenced", ns, bucket))
+    wait_for(cluster, ns, "fenced", "Complete")
+    assert output_counts(bucket) == want
+    check_network_policy(cluster, ns, operator_image(cluster, SYSTEM, "kubemr-operator"))
 
 
 def test_a_namespaced_release_runs_the_jobs_of_its_namespaces_only(cluster, storage, operator):

@@ -395,3 +395,15 @@ def test_the_task_network_policy_lets_task_pods_reach_only_storage_and_dns(helm)
                          settings=Settings())
     assert spec["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
 
+
+def test_the_guides_network_policy_for_cluster_wide_mode_is_what_the_chart_renders(helm):
+    text = (REPO / "docs" / "multi-tenancy.md").read_text()
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S)
+                if "kind: NetworkPolicy" in b]
+    manifest = yaml.safe_load(block)
+    namespace = manifest["metadata"]["namespace"]
+    docs = _rendered(helm, "--set", f"watchNamespaces={{{namespace}}}",
+                     "--set", "taskNetworkPolicy=true")
+    (rendered,) = _objects(docs, "NetworkPolicy").values()
+    assert manifest["metadata"]["name"] == rendered["metadata"]["name"]
+    assert manifest["spec"] == rendered["spec"]
