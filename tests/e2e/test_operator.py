@@ -150,7 +150,7 @@ def test_wordcount_gives_the_sequential_result(cluster, ns):
     assert status["attempts"] == maps + 3
     assert status["counters"]["kubemr"]["reduce_output_records"] == len(want)
     assert {c["type"]: c["status"] for c in status["conditions"]} == {
-        "Progressing": "False", "Complete": "True", "Failed": "False"}
+        "Progressing": "False", "Complete": "True", "Failed": "False", "Suspended": "False"}
     printed = cluster.kubectl("get", "mrj", "wordcount", "-n", ns).stdout
     assert "Succeeded" in printed and f"{maps}/{maps}" in printed
     work = [o for o in store_for("s3://kubemr-work/").list(f"s3://kubemr-work/{ns}/")]
