@@ -17,6 +17,11 @@ class StorageError(KubemrError):
     """Input is missing, output is in the way, or the object store refused a request."""
 
 
+class OutputInUse(StorageError):
+    """Another job holds the output prefix, or an object kubemr did not write is in the way
+    of the commit: nothing was written or deleted."""
+
+
 class UntrustedCommit(KubemrError):
     """A task's COMMIT names data outside its job's own work prefix."""
 

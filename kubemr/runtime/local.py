@@ -230,6 +230,7 @@ def run_local(job: JobSpec, workers: int | None = None, overwrite: bool = False,
                                       for kind in TASK_TYPES})
     tasks = new_tasks(len(splits), spec["reducers"])
     finished: list[Attempt] = []
+    run_id = uuid.uuid4().hex  # this run's claim on the output (commit.claim_output)
 
     def document(task: Task, number: int) -> dict:
         return task_document(
@@ -240,6 +241,7 @@ def run_local(job: JobSpec, workers: int | None = None, overwrite: bool = False,
             log=attempt_log_uri(logs, task.kind, task.index, number) if logs else None)
 
     try:
+        commit.claim_output(spec, commit.holder(job.name, job.namespace, run_id, "local"))
         progress(f"job {job.name}: {len(splits)} map tasks, {spec['reducers']} reduce tasks, "
                  f"{policy.parallelism} at once" + (f"; attempt logs in {logs}/" if logs else ""))
         try:
@@ -249,12 +251,15 @@ def run_local(job: JobSpec, workers: int | None = None, overwrite: bool = False,
                 raise JobFailed(f"{e}\n(every attempt's log is in {logs}/)") from None
             raise
         counters = commit.sum_counters(work, len(splits), spec["reducers"])
-        output = commit.commit_job(job.name, spec, work, counters)
+        output = commit.commit_job(job.name, spec, work, counters, job_uid=run_id)
     finally:
         executor.stop_all()
-        if not (spec.get("intermediate") or {}).get("keep"):
-            store_for(work).delete_prefix(work + "/")
-        shutil.rmtree(scratch, ignore_errors=True)
+        try:
+            commit.release_output(spec, lambda claim: claim.get("uid") == run_id)
+        finally:
+            if not (spec.get("intermediate") or {}).get("keep"):
+                store_for(work).delete_prefix(work + "/")
+            shutil.rmtree(scratch, ignore_errors=True)
     progress(f"job {job.name} succeeded: output in {output}")
     return JobResult(job.name, output, counters, len(splits), spec["reducers"], finished, logs)
 

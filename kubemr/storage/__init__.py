@@ -49,13 +49,14 @@ def using(credentials: Credentials | None) -> Iterator[None]:
 
 
 def normalize_uri(uri: str) -> str:
-    """Turn a plain path into a file:// URI; leave s3:// and file:// URIs alone."""
+    """Turn a plain path (~ is the home folder) into a file:// URI; leave s3:// and file://
+    URIs alone."""
     if uri.startswith(("s3://", "file://")):
         return uri
     if "://" in uri:
         raise StorageError(f"unsupported URI scheme in {uri!r}: use s3:// or file://")
     trailing = "/" if uri.endswith("/") else ""
-    return "file://" + os.path.abspath(uri) + trailing
+    return "file://" + os.path.abspath(os.path.expanduser(uri)) + trailing
 
 
 def store_for(uri: str) -> ObjectStore:

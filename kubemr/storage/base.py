@@ -27,6 +27,11 @@ class ObjectStore(Protocol):
     def write_bytes(self, uri: str, data: bytes) -> None:
         """Create or replace the object atomically: readers see the old or the new bytes."""
 
+    def write_bytes_if_absent(self, uri: str, data: bytes) -> bool:
+        """Create the object only if no object has that name; False if one has (it is left
+        as it is). Atomic: of writers racing for one name, exactly one gets True, and readers
+        see no object or all of the winner's bytes."""
+
     def upload_file(self, uri: str, path: str) -> None:
         """Like write_bytes, from a local file of any size."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -86,6 +87,36 @@ class LocalStore:
 
     def write_bytes(self, uri: str, data: bytes) -> None:
         self._atomic_write(_path(uri), lambda f: f.write(data))
+
+    def write_bytes_if_absent(self, uri: str, data: bytes) -> bool:
+        """A hard link of a complete temporary file: link() fails if the name exists, so
+        the object appears whole or not at all. Where the filesystem has no hard links, an
+        exclusive create (O_CREAT | O_EXCL) and a write."""
+        path = _path(uri)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".kubemr-tmp-", dir=os.path.dirname(path))
+        try:
+            os.fchmod(fd, 0o666 & ~_UMASK)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            try:
+                os.link(tmp, path)
+                return True
+            except FileExistsError:
+                return False
+            except OSError as e:
+                if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV,
+                                   errno.EMLINK):
+                    raise StorageError(f"cannot write {uri}: {e}") from None
+            try:
+                exclusive = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                return False
+            with os.fdopen(exclusive, "wb") as f:
+                f.write(data)
+            return True
+        finally:
+            os.unlink(tmp)
 
     def upload_file(self, uri: str, path: str) -> None:
         def fill(f):

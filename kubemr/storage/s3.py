@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import BinaryIO
 from urllib.parse import urlparse
 
@@ -189,6 +190,36 @@ class S3Store:
         self._ensure_bucket(bucket, uri)
         self._call("write", uri, self._client.put_object, bucket, key, io.BytesIO(data),
                    len(data))
+
+    def write_bytes_if_absent(self, uri: str, data: bytes) -> bool:
+        """A PUT with `If-None-Match: *`: the server refuses it (412 PreconditionFailed) when
+        the object exists. MinIO and AWS S3 honour it (kubemr's tests check it against a real
+        MinIO server); a server that ignored it would make this an ordinary write."""
+        from minio.error import S3Error
+
+        _, bucket, key = split_uri(uri)
+        self._ensure_bucket(bucket, uri)
+        headers = {"If-None-Match": "*", "Content-Type": "application/octet-stream"}
+
+        def put() -> bool | None:
+            try:
+                # minio 7.2's put_object makes extra headers user metadata (X-Amz-Meta-*):
+                # the conditional header goes through the client's PutObject call itself.
+                self._client._put_object(bucket, key, data, headers)
+                return True
+            except S3Error as e:
+                if e.code == "PreconditionFailed":
+                    return False
+                if e.code == "ConditionalRequestConflict":  # a racing conditional write
+                    return None
+                raise
+
+        for attempt in range(5):
+            created = self._call("write", uri, put)
+            if created is not None:
+                return created
+            time.sleep(0.05 * (attempt + 1))
+        raise StorageUnavailable(f"cannot write {uri}: conditional writes kept conflicting")
 
     def upload_file(self, uri: str, path: str) -> None:
         _, bucket, key = split_uri(uri)

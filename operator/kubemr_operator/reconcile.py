@@ -27,6 +27,7 @@ from kubemr.engine.plan import plan_splits
 from kubemr.errors import (
     KubemrError,
     ManifestError,
+    OutputInUse,
     StorageError,
     StorageUnavailable,
     UntrustedCommit,
@@ -86,6 +87,7 @@ class JobCache:
 
 
 _caches: dict[str, JobCache] = {}
+_claims = threading.Lock()  # output locks are claimed and released one at a time
 
 
 @dataclass
@@ -139,9 +141,11 @@ def refuse_local_paths(spec: dict) -> None:
                                 "filesystem)")
 
 
-def load_plan(job: dict, work: str, settings: Settings) -> Plan:
+def load_plan(job: dict, work: str, settings: Settings,
+              stale: Callable[[dict], bool] | None = None) -> Plan:
     """Planned once and kept in the store (plan.json) with the spec it was planned from
-    (spec.json, which task pods read too)."""
+    (spec.json, which task pods read too). The output is claimed first (commit.claim_output;
+    `stale` says whether another job's lock on it may be taken over)."""
     uri, spec_uri = join(work, "plan.json"), join(work, "spec.json")
     store = store_for(uri)
     if store.exists(uri):
@@ -151,7 +155,6 @@ def load_plan(job: dict, work: str, settings: Settings) -> Plan:
     summary = commit.committed_summary(spec)
     if summary and summary.get("uid") == job["metadata"]["uid"]:
         raise AlreadySucceeded(f"output committed to {commit.output_prefix(spec)}")
-    commit.check_output(spec)
     code = (spec.get("code") or {}).get("pickle")
     if code and not store_for(code).exists(code):
         raise ManifestError(f"spec.code.pickle names {code}, which does not exist")
@@ -159,8 +162,18 @@ def load_plan(job: dict, work: str, settings: Settings) -> Plan:
                          spec["input"]["splitSize"])
     plan = Plan(spec, [{"split": s.to_dict(), "node": node_of(s.uri, settings.node_servers)}
                        for s in splits])
-    store.write_bytes(spec_uri, json.dumps(plan.spec).encode())
-    store.write_bytes(uri, json.dumps({"splits": plan.splits}).encode())
+    meta = job["metadata"]
+    with _claims:
+        commit.claim_output(spec, commit.holder(meta["name"], meta.get("namespace", "default"),
+                                                meta["uid"]), stale=stale)
+    try:
+        store.write_bytes(spec_uri, json.dumps(plan.spec).encode())
+        store.write_bytes(uri, json.dumps({"splits": plan.splits}).encode())
+    except StorageUnavailable:
+        raise  # planned again by the next pass, which finds the claim its own
+    except StorageError:
+        release_output(job, work)
+        raise
     return plan
 
 
@@ -260,8 +273,9 @@ class Pass:
                     self.name, plan.spec, self.work, self._counters(),
                     trusted=lambda uri: owned_data(uri, self.work, self.settings),
                     job_uid=self.uid)
-            except UntrustedCommit as e:
-                self._record_failed("UntrustedCommit", str(e), (world, policy))
+            except (UntrustedCommit, OutputInUse) as e:
+                failure = "UntrustedCommit" if isinstance(e, UntrustedCommit) else INVALID_INPUT
+                self._record_failed(failure, str(e), (world, policy))
                 self._cleanup()
                 return
             self._write_status("Succeeded", world, policy,
@@ -290,7 +304,8 @@ class Pass:
                 if not self.settings.local_paths:
                     refuse_local_paths(self.job["spec"])
                 self._check_template()
-                self.cache.plan = load_plan(self.job, self.work, self.settings)
+                self.cache.plan = load_plan(self.job, self.work, self.settings,
+                                            stale=self._holder_ended)
             except (StorageUnavailable, AlreadySucceeded):
                 raise
             except KubemrError as e:
@@ -329,6 +344,24 @@ class Pass:
                                     f"template makes: {reason}") from None
             except Exception as e:  # the API server out of reach: launching will tell
                 log.info("%s/%s: no dry run of a %s pod: %s", self.namespace, self.name, kind, e)
+
+    def _holder_ended(self, claim: dict) -> bool:
+        """Whether a lock on the output was left by a cluster job that has ended or is gone
+        (the operator stopped before that job's cleanup released it). A local run's lock is
+        never judged: only its user knows whether it still runs."""
+        if claim.get("runner") != "operator" or not claim.get("job") or not claim.get("uid"):
+            return False
+        try:
+            other = self.kube.get_job(claim.get("namespace") or "default", claim["job"])
+        except Exception as e:
+            log.warning("cannot read job %s holding an output: %s", claim["job"], e)
+            return False
+        ended = other is None or other["metadata"]["uid"] != claim["uid"] or \
+            (other.get("status") or {}).get("phase") in TERMINAL
+        if ended:
+            log.info("%s/%s takes over the output lock of %s, which has ended",
+                     self.namespace, self.name, commit.describe_holder(claim))
+        return ended
 
     def _observe(self, plan: Plan) -> World:
         pods = {}
@@ -496,9 +529,11 @@ class Pass:
         self._release_pods()
         if not (self.job["spec"].get("intermediate") or {}).get("keep"):
             try:
-                delete_work(self.job, self.settings, logs=False)
+                delete_work(self.job, self.settings, logs=False)  # releases the output too
             except StorageError as e:
                 log.warning("cannot delete intermediate data of %s: %s", self.name, e)
+        else:
+            release_output(self.job, self.work)
         _caches.pop(self.uid, None)
 
     def _release_pods(self) -> None:
@@ -619,13 +654,33 @@ def owned_data(uri: str, work: str, settings: Settings) -> bool:
     return within(uri, work, settings.node_servers)
 
 
+def release_output(job: dict, work: str) -> None:
+    """Release the job's lock on its output prefix, if it holds it. The output is the job's
+    spec's, or, for a job known only by its work prefix (the sweep), the planned spec.json's.
+    A lock left behind anyway is taken over once its job has ended (Pass._holder_ended)."""
+    meta = job["metadata"]
+    spec = job.get("spec") or {}
+    try:
+        if "output" not in spec:
+            planned = join(work, "spec.json")
+            if not store_for(planned).exists(planned):
+                return  # not planned: a claim made just before is taken over (Pass._holder_ended)
+            spec = json.loads(store_for(planned).read_bytes(planned))
+        with _claims:
+            commit.release_output(spec, lambda claim: claim.get("job") == meta["name"] and
+                                  str(claim.get("uid", "")).startswith(meta["uid"]))
+    except (StorageError, ValueError, KeyError) as e:
+        log.warning("cannot release the output of %s: %s", meta["name"], e)
+
+
 def delete_work(job: dict, settings: Settings, logs: bool = True) -> None:
-    """Delete a job's intermediate data: plan, attempt markers, map outputs, uncommitted parts;
-    with `logs` (the job is gone), its attempts' logs too.
+    """Release the job's output, then delete its intermediate data: plan, attempt markers,
+    map outputs, uncommitted parts; with `logs` (the job is gone), its attempts' logs too.
 
     Map outputs on per-node servers are found through the COMMITs, and deleted only where they
     lie in the job's own prefix there."""
     work = work_uri(job, settings)
+    release_output(job, work)
     for copy in node_copies(work, settings.node_servers):  # every attempt's map output
         store_for(copy + "/").delete_prefix(copy + "/")
     code = (job["spec"].get("code") or {}).get("pickle") or ""

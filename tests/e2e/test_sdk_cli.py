@@ -164,7 +164,9 @@ def test_an_output_holding_a_committed_job_is_refused_before_submitting(cluster,
 
     bucket = new_bucket()
     corpus(bucket, files=1, lines=10)
-    store_for(bucket + "/").write_bytes(f"{bucket}/out/_SUCCESS", b"")
+    summary = {"job": "earlier", "uid": "u", "parts": 0, "counters": {},
+               "committedAt": "2026-01-01T00:00:00Z"}  # as kubemr writes it
+    store_for(bucket + "/").write_bytes(f"{bucket}/out/_SUCCESS", json.dumps(summary).encode())
     with pytest.raises(KubemrError, match="already holds a committed job") as raised:
         kubemr.submit(lambda _, line: [(line, 1)], input=f"{bucket}/in/",
                       output=f"{bucket}/out/", namespace=ns, name="refused")

@@ -115,3 +115,49 @@ def test_attempt_logs_go_to_the_store_and_back(bucket, tmp_path):
     text = store_for(prefix).read_bytes(attempt_log_uri(prefix, "map", 0, 2)).decode()
     assert "mapping one line" in text and "from a subprocess" in text
     assert "ValueError: no map today" in text
+
+
+def test_a_conditional_write_refuses_a_second_claim(bucket):
+    """The output lock rests on MinIO honouring If-None-Match: * (a 412 for the second)."""
+    import threading
+
+    store = store_for(bucket + "/")
+    assert store.write_bytes_if_absent(f"{bucket}/out/_KUBEMR_LOCK", b"first")
+    assert not store.write_bytes_if_absent(f"{bucket}/out/_KUBEMR_LOCK", b"second")
+    assert store.read_bytes(f"{bucket}/out/_KUBEMR_LOCK") == b"first"
+    store.delete(f"{bucket}/out/_KUBEMR_LOCK")
+    assert store.write_bytes_if_absent(f"{bucket}/out/_KUBEMR_LOCK", b"third")
+
+    start, won = threading.Barrier(8), []
+
+    def claim(i):
+        start.wait()
+        won.append((i, store.write_bytes_if_absent(f"{bucket}/race", str(i).encode())))
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    winners = [i for i, ok in won if ok]
+    assert len(winners) == 1
+    assert store.read_bytes(f"{bucket}/race") == str(winners[0]).encode()
+
+
+def test_a_second_job_on_an_s3_output_is_refused_naming_the_holder(bucket):
+    from kubemr.engine import commit
+    from kubemr.errors import OutputInUse
+
+    store = store_for(bucket + "/")
+    store.write_bytes(f"{bucket}/out/keep/x", b"not kubemr's")
+    spec = {"output": {"uri": f"{bucket}/out/", "overwrite": True}, "reducers": 1}
+    with pytest.raises(StorageError, match="holds 'keep/x'"):
+        commit.claim_output(spec, commit.holder("a", "team", "uid-a"))
+    assert [o.uri for o in store.list(f"{bucket}/out/")] == [f"{bucket}/out/keep/x"]
+    store.delete(f"{bucket}/out/keep/x")
+    commit.claim_output(spec, commit.holder("a", "team", "uid-a"))
+    with pytest.raises(OutputInUse, match=f"in use by job team/a \\(uid uid-a.*delete "
+                                          f"{bucket}/out/_KUBEMR_LOCK"):
+        commit.claim_output(spec, commit.holder("b", "team", "uid-b"))
+    assert commit.release_output(spec, lambda claim: claim["uid"] == "uid-a")
+    assert store.list(f"{bucket}/out/") == []

@@ -13,6 +13,8 @@ from kubemr_operator.config import Settings
 from kubemr_operator.reconcile import reconcile, sweep_orphans, work_uri
 from kubernetes.client.rest import ApiException
 
+from kubemr.engine import commit
+from kubemr.engine.commit import LOCK
 from tests.conftest import make_job, read_output
 from tests.unit.standin import StandInCluster, job_object, run_to_the_end
 
@@ -177,7 +179,7 @@ def test_a_task_failing_on_every_attempt_fails_the_job_and_stops_its_pods(setup)
     assert status["phase"] == "Failed" and status["failureClass"] == "UserError"
     assert "failed on all 2 attempts (UserError)" in status["message"]
     assert "KeyError" in status["message"]
-    assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+    assert not (tmp_path / "out").exists(), "the output lock is released"
     assert not os.path.exists(work_uri(job, settings)[len("file://"):])
     assert [e for e in cluster.events if e[1] == "TaskFailed"]
 
@@ -207,7 +209,8 @@ def test_a_forged_commit_naming_data_outside_the_job_is_neither_copied_nor_delet
 def test_the_sweep_deletes_the_work_of_jobs_that_are_gone_and_only_that(setup):
     tmp_path, spec, settings, scratch = setup
     live = job_object(spec, uid="live00000000")
-    gone = job_object(spec, name="gone-job", uid="dead00000000")
+    gone = job_object(dict(spec, output={"uri": f"{tmp_path}/gone-out/", "format": "text"}),
+                      name="gone-job", uid="dead00000000")
     cluster = StandInCluster(live, scratch, settings)
     cluster.job = gone
     for job in (live, gone):
@@ -216,10 +219,13 @@ def test_the_sweep_deletes_the_work_of_jobs_that_are_gone_and_only_that(setup):
     del cluster.jobs["gone-job"]  # deleted while no operator ran
     (tmp_path / "work" / "code" / "team").mkdir(parents=True)
     (tmp_path / "work" / "code" / "team" / "bundle.pkl").write_bytes(b"x")
+    assert (tmp_path / "gone-out" / LOCK).exists()
     assert sweep_orphans(cluster, settings) == ["team/gone-job-dead0000"]
     assert os.path.exists(work_uri(live, settings)[len("file://"):] + "/plan.json")
     assert not os.path.exists(work_uri(gone, settings)[len("file://"):])
     assert (tmp_path / "work" / "code" / "team" / "bundle.pkl").exists()
+    assert not (tmp_path / "gone-out").exists(), "the gone job's output lock is released"
+    assert (tmp_path / "out" / LOCK).exists(), "the live job keeps its own"
 
 
 @pytest.mark.parametrize("change, named", [
@@ -347,6 +353,7 @@ def test_the_job_event_handler_runs_a_pass_and_cleans_up_a_deleted_job(setup, mo
     handlers.job_changed(type="DELETED", body=kopf.Body(json.loads(json.dumps(job))),
                          namespace="team")
     assert not os.path.exists(work_uri(job, settings)[len("file://"):])
+    assert not (tmp_path / "out").exists(), "the output lock is released"
 
 
 def test_storage_that_cannot_be_reached_at_planning_delays_the_job(setup, monkeypatch):
@@ -362,3 +369,112 @@ def test_storage_that_cannot_be_reached_at_planning_delays_the_job(setup, monkey
         reconcile(job, cluster, settings, cluster.post_event)
     assert job["status"].get("phase") not in ("Failed", "Succeeded") and cluster.pods == {}
     assert any(e[1] == "StorageUnavailable" for e in cluster.events)
+
+
+def test_a_second_job_on_a_held_output_fails_at_planning_naming_the_holder(setup):
+    tmp_path, spec, settings, scratch = setup
+    first = job_object(spec, name="first", uid="first0000000")
+    second = job_object(dict(spec, output=dict(spec["output"], overwrite=True)),
+                        name="second", uid="second000000")
+    cluster = StandInCluster(first, scratch, settings)
+    cluster.job = second
+    reconcile(first, cluster, settings, cluster.post_event)  # planned: holds the output
+    reconcile(second, cluster, settings, cluster.post_event)
+    status = second["status"]
+    assert status["phase"] == "Failed" and status["failureClass"] == "InvalidInput"
+    assert "is in use by job team/first (uid first0000000" in status["message"]
+    assert not [p for p in cluster.pods if p.startswith("second")]
+    assert run_to_the_end(first, cluster, settings)["phase"] == "Succeeded"
+    assert counts(tmp_path) == WANT
+    assert sorted(os.listdir(tmp_path / "out")) == ["_SUCCESS", "part-00000", "part-00001"]
+
+
+def test_an_overwrite_next_to_a_foreign_object_fails_at_planning_and_deletes_nothing(setup):
+    tmp_path, spec, settings, scratch = setup
+    (tmp_path / "out" / "keep").mkdir(parents=True)
+    (tmp_path / "out" / "keep" / "x").write_text("not kubemr's\n")
+    job = job_object(dict(spec, output=dict(spec["output"], overwrite=True)))
+    cluster = StandInCluster(job, scratch, settings)
+    reconcile(job, cluster, settings, cluster.post_event)
+    status = job["status"]
+    assert status["phase"] == "Failed" and status["failureClass"] == "InvalidInput"
+    assert "holds 'keep/x'" in status["message"]
+    assert os.listdir(tmp_path / "out") == ["keep"]
+    assert (tmp_path / "out" / "keep" / "x").read_text() == "not kubemr's\n"
+
+
+def test_planning_again_after_a_restart_keeps_the_jobs_own_claim(setup):
+    """The operator claimed the output, then stopped before plan.json was written."""
+    tmp_path, spec, settings, scratch = setup
+    job = job_object(spec)
+    meta = job["metadata"]
+    commit.claim_output(spec, commit.holder(meta["name"], meta["namespace"], meta["uid"]))
+    cluster = StandInCluster(job, scratch, settings)
+    assert run_to_the_end(job, cluster, settings)["phase"] == "Succeeded"
+    assert counts(tmp_path) == WANT
+    assert not (tmp_path / "out" / LOCK).exists()
+
+
+@pytest.mark.parametrize("holder_after", ["Failed", "Succeeded", "deleted", "created again"])
+def test_a_lock_left_by_a_job_that_has_ended_is_taken_over(setup, holder_after):
+    """The operator stopped after the holder's status was written, before its cleanup, or
+    the holder was deleted while no operator ran."""
+    tmp_path, spec, settings, scratch = setup
+    old = job_object(spec, name="old", uid="old000000000")
+    commit.claim_output(spec, commit.holder("old", "team", "old000000000"))
+    new = job_object(dict(spec, output=dict(spec["output"], overwrite=True)), name="new",
+                     uid="new000000000")
+    cluster = StandInCluster(new, scratch, settings)
+    if holder_after in ("Failed", "Succeeded"):
+        old["status"] = {"phase": holder_after}
+        cluster.job = old
+    elif holder_after == "created again":
+        cluster.job = job_object(spec, name="old", uid="other0000000")
+    assert run_to_the_end(new, cluster, settings)["phase"] == "Succeeded"
+    assert counts(tmp_path) == WANT
+    assert not (tmp_path / "out" / LOCK).exists()
+
+
+def test_a_lock_held_by_a_running_job_or_a_local_run_is_not_taken_over(setup):
+    tmp_path, spec, settings, scratch = setup
+    running = job_object(spec, name="running", uid="run000000000")
+    running["status"] = {"phase": "Mapping"}
+    commit.claim_output(spec, commit.holder("running", "team", "run000000000"))
+    job = job_object(spec)
+    cluster = StandInCluster(job, scratch, settings)
+    cluster.job = running
+    reconcile(job, cluster, settings, cluster.post_event)
+    assert "in use by job team/running" in job["status"]["message"]
+    commit.release_output(spec, lambda claim: True)
+    commit.claim_output(spec, commit.holder("laptop", "", "run-1", "local"))
+    reconcile_module._caches.clear()
+    again = job_object(spec, name="again", uid="again0000000")
+    cluster.job = again
+    reconcile(again, cluster, settings, cluster.post_event)
+    assert "in use by a local run of job laptop" in again["status"]["message"]
+
+
+def test_deleting_a_job_releases_its_output(setup):
+    tmp_path, spec, settings, scratch = setup
+    job = job_object(spec)
+    cluster = StandInCluster(job, scratch, settings)
+    reconcile(job, cluster, settings, cluster.post_event)
+    cluster.stop_all()
+    assert (tmp_path / "out" / LOCK).exists()
+    reconcile_module.delete_work(job, settings)  # what the operator does on DELETED
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_part_put_in_the_way_while_the_job_ran_fails_it_and_stays(setup):
+    tmp_path, spec, settings, scratch = setup
+    job = job_object(spec)
+
+    def plant(work):
+        (tmp_path / "out" / "part-00001").write_text("not kubemr's\n")
+
+    cluster = StandInCluster(job, scratch, settings, lose_before_reduce=plant)
+    status = run_to_the_end(job, cluster, settings)
+    assert status["phase"] == "Failed" and status["failureClass"] == "InvalidInput"
+    assert "holds 'part-00001', written there after the job was planned" in status["message"]
+    assert os.listdir(tmp_path / "out") == ["part-00001"]
+    assert (tmp_path / "out" / "part-00001").read_text() == "not kubemr's\n"
