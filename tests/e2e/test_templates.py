@@ -99,9 +99,11 @@ def test_pods_land_on_a_tainted_node_only_with_the_toleration(cluster, ns, opera
     on_node = {"nodeSelector": {"kubernetes.io/hostname": node}}
     toleration = {"key": "kubemr-test", "operator": "Equal", "value": "yes",
                   "effect": "NoSchedule"}
+    untolerated_input = new_bucket()
+    corpus(untolerated_input, files=1, lines=20)
     cluster.kubectl("taint", "node", node, TAINT, "--overwrite")
     try:
-        cluster.apply(manifest("untolerated", ns, new_bucket(), template=on_node))
+        cluster.apply(manifest("untolerated", ns, untolerated_input, template=on_node))
         cluster.apply(manifest("tolerated", ns, bucket,
                                template={**on_node, "tolerations": [toleration]}))
         wait_for(cluster, ns, "tolerated", "Complete")
