@@ -226,15 +226,16 @@ def scale(maps: int) -> None:
 
     bucket = f"s3://bench-{uuid.uuid4().hex[:8]}"
     store = store_for(bucket + "/")
+    size = 1024  # the least splitSize: objects of this size are not packed with others
     with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda i: store.write_bytes(f"{bucket}/in/{i:05d}.txt",
-                                                  f"split {i} of the scale job\n".encode()),
-                      range(maps)))
+        list(pool.map(lambda i: store.write_bytes(
+            f"{bucket}/in/{i:05d}.txt",
+            f"split {i} of the scale job".ljust(size - 1).encode() + b"\n"), range(maps)))
     pid = operator_process()
     before = memory_kib(pid)
     name = f"scale-{uuid.uuid4().hex[:4]}"
     manifest = job_manifest(name, f"{bucket}/in/", f"{bucket}/out/", reducers=2,
-                            parallelism=24)
+                            parallelism=24, input={"uri": f"{bucket}/in/", "splitSize": size})
     started = time.time()
     kubectl("apply", "-f", "-", input=json.dumps(manifest))
     largest_object = 0

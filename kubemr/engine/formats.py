@@ -1,29 +1,41 @@
 """Input formats (split -> (key, value) records) and output formats ((key, value) -> lines).
 
-Text and jsonl splits follow Hadoop's LineRecordReader rule: a split owns the lines that start
-in (start, end], plus the line at 0 for the first split. So a split that starts mid-line skips to
-the next line start, and its last line is read past `end`: every line is read exactly once.
+A split is one or more parts (byte ranges of objects), read one after another. Text and jsonl
+parts follow Hadoop's LineRecordReader rule: a part owns the lines that start in (start, end],
+plus the line at 0 for the first part of an object. So a part that starts mid-line skips to the
+next line start, and its last line is read past `end`: every line is read exactly once.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import json
 from bisect import bisect_right
+from collections import deque
 from collections.abc import Iterator
-from itertools import accumulate, chain
+from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import accumulate, chain, starmap
 from typing import BinaryIO
 
 from kubemr.engine import progress
-from kubemr.engine.plan import Split
+from kubemr.engine.plan import Part, Split
 from kubemr.errors import UserCodeError
 from kubemr.storage import StreamWrapper, store_for
 
 BLOCK = 1 << 18  # a block's lines, offsets and texts are held at once
+READ_AHEAD = 16  # small remote objects of a packed split fetched ahead of the one being read
+FETCH_THREADS = 8
+SMALL_OBJECT = 1 << 20  # at most READ_AHEAD of these are held at once
 
 
 class InputReader:
-    """Reads one split; counts the bytes it took from storage."""
+    """Reads one split, part after part; counts the bytes it took from storage.
+
+    Each part is read on its own, so a record never spans two objects, and a record's key is
+    its own object's: a line's byte offset in its object, a whole file's name under the input
+    prefix.
+    """
 
     def __init__(self, split: Split, input_format: str):
         self.split = split
@@ -32,39 +44,66 @@ class InputReader:
         self.records = 0
 
     def __iter__(self) -> Iterator[tuple]:
+        parts = self._fetching(self.split.parts)
         if self.format == "whole-file":
-            return self._whole_file()
+            return starmap(self._whole_file, parts)
         if self.format == "jsonl":
-            return self._jsonl(self._lines(decode=False))
-        return self._lines(decode=True)
+            return chain.from_iterable(self._jsonl(p, self._lines(p, f, decode=False))
+                                       for p, f in parts)
+        return chain.from_iterable(self._lines(p, f, decode=True) for p, f in parts)
 
-    def _lines(self, decode: bool) -> Iterator[tuple[int, bytes | str]]:
-        return chain.from_iterable(self._line_blocks(decode))
+    def _fetching(self, parts: tuple[Part, ...]) -> Iterator[tuple[Part, Future | None]]:
+        """Each part, with its bytes on their way if it is a small object in a remote store:
+        a packed split's small objects are fetched up to READ_AHEAD at once, where one
+        after another each GET would wait out its own round trip."""
+        if sum(1 for p in parts if _fetch_ahead(p)) < 2:
+            yield from ((p, None) for p in parts)
+            return
+        pool = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="kubemr-read-ahead")
+        try:
+            window: deque[tuple[Part, Future | None]] = deque()
+            for part in parts:
+                window.append((part, pool.submit(store_for(part.uri).read_bytes, part.uri)
+                               if _fetch_ahead(part) else None))
+                if len(window) >= READ_AHEAD:
+                    yield window.popleft()
+            yield from window
+        finally:
+            pool.shutdown(cancel_futures=True)
 
-    def _open(self) -> BinaryIO:
-        s = self.split
-        if s.uri.endswith(".gz"):
-            return gzip.GzipFile(fileobj=_Counting(store_for(s.uri).open_range(s.uri), self))
-        return _Counting(store_for(s.uri).open_range(s.uri, s.start), self)
+    def _lines(self, part: Part, fetched: Future | None,
+               decode: bool) -> Iterator[tuple[int, bytes | str]]:
+        return chain.from_iterable(self._line_blocks(part, fetched, decode))
 
-    def _whole_file(self) -> Iterator[tuple]:
-        with self._open() as stream:
+    def _open(self, part: Part, fetched: Future | None = None) -> BinaryIO:
+        if fetched is not None:
+            stream = io.BytesIO(fetched.result())
+        else:
+            stream = store_for(part.uri).open_range(
+                part.uri, 0 if part.uri.endswith(".gz") else part.start)
+        if part.uri.endswith(".gz"):
+            return gzip.GzipFile(fileobj=_Counting(stream, self))
+        return _Counting(stream, self)
+
+    def _whole_file(self, part: Part, fetched: Future | None) -> tuple[str, str]:
+        with self._open(part, fetched) as stream:
             data = stream.read()
-        name = self.split.uri[len(self.split.base):] or self.split.uri.rsplit("/", 1)[-1]
         self.records += 1
         progress.advance()
-        yield name, data.decode("utf-8", errors="replace")
+        return part.name, data.decode("utf-8", errors="replace")
 
-    def _line_blocks(self, decode: bool) -> Iterator[Iterator[tuple[int, bytes | str]]]:
-        """(byte offset, line without its newline) for every line this split owns, a block
+    def _line_blocks(self, part: Part, fetched: Future | None,
+                     decode: bool) -> Iterator[Iterator[tuple[int, bytes | str]]]:
+        """(byte offset, line without its newline) for every line this part owns, a block
         at a time (so that iterating a block's lines stays in C).
 
         With `decode`, lines are text: UTF-8 (invalid bytes replaced), without a final CR.
         """
-        s = self.split
-        gz = s.uri.endswith(".gz")
-        start, end = (0, float("inf")) if gz else (s.start, s.end)
-        with self._open() as stream:
+        gz = part.uri.endswith(".gz")
+        start, end = (0, float("inf")) if gz else (part.start, part.end)
+        if part.size == 0 and not gz:
+            return  # an empty object: nothing to open
+        with self._open(part, fetched) as stream:
             pos = start
             pending = b""
             skipping = start != 0
@@ -97,7 +136,8 @@ class InputReader:
                 self.records += 1
                 yield [(pos, _decode(pending) if decode else pending)]
 
-    def _jsonl(self, lines: Iterator[tuple[int, bytes]]) -> Iterator[tuple[int, object]]:
+    def _jsonl(self, part: Part,
+               lines: Iterator[tuple[int, bytes]]) -> Iterator[tuple[int, object]]:
         for offset, line in lines:
             if not line.strip():
                 self.records -= 1
@@ -106,8 +146,14 @@ class InputReader:
                 yield offset, json.loads(line)
             except ValueError as e:
                 raise UserCodeError(
-                    f"input {self.split.uri} at byte {offset}: not a JSON value: {e}"
+                    f"input {part.uri} at byte {offset}: not a JSON value: {e}"
                 ) from None
+
+
+def _fetch_ahead(part: Part) -> bool:
+    """A whole small object in a remote store (local files are read as they come)."""
+    return (not part.uri.startswith("file://") and part.start == 0
+            and 0 < part.end == part.size <= SMALL_OBJECT)
 
 
 def _decode_lines(complete: bytes, lines: list[bytes]) -> list[str]:

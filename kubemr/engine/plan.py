@@ -1,21 +1,27 @@
-"""Plan the map tasks: list the input objects and cut them into byte-range splits."""
+"""Plan the map tasks: list the input objects, cut large ones into byte-range splits and pack
+small ones together, keeping each split on one node's server."""
 
 from __future__ import annotations
 
 import fnmatch
+import json
 from dataclasses import asdict, dataclass
 
 from kubemr.errors import ManifestError, StorageError
 from kubemr.storage import ObjectInfo, normalize_uri, store_for
+from kubemr.storage.nodes import node_of
 
 GLOB_CHARS = "*?["
 SLACK = 0.1
 MAX_SPLITS = 100_000  # map tasks a job may plan: bounds the planner's memory and time
+MAX_PARTS = 1_000_000  # input objects a job may name
+INLINE_BYTES = 16 << 10  # a split larger than this as JSON is kept in the store, not the task
 
 
-@dataclass(frozen=True)
-class Split:
-    """Bytes [start, end) of one input object; `base` is the input prefix it was listed under."""
+@dataclass(frozen=True, slots=True)
+class Part:
+    """Bytes [start, end) of one input object of `size` bytes, listed under the input prefix
+    `base`."""
 
     uri: str
     start: int
@@ -23,8 +29,44 @@ class Split:
     size: int
     base: str
 
+    @property
+    def name(self) -> str:
+        """The object's name under its input prefix (a whole-file record's key)."""
+        return self.uri[len(self.base):] or self.uri.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """One map task's input: byte ranges of one or more objects, all on `node`'s server (None:
+    not on a per-node server).
+
+    A large object is cut into splits of one part each; objects smaller than the split size are
+    packed, whole, into splits of up to `splitSize` bytes (Hadoop's CombineFileInputFormat).
+    """
+
+    parts: tuple[Part, ...]
+    node: str | None = None
+
+    @classmethod
+    def of(cls, uri: str, start: int, end: int, size: int, base: str,
+           node: str | None = None) -> Split:
+        """A split of one part."""
+        return cls((Part(uri, start, end, size, base),), node)
+
+    @property
+    def length(self) -> int:
+        return sum(p.end - p.start for p in self.parts)
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {"node": self.node, "parts": [asdict(p) for p in self.parts]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Split:
+        """From to_dict(); also from the one-range form plans had before splits were combined
+        ({uri, start, end, size, base}), so a job planned by an earlier operator still runs."""
+        if "parts" not in d:
+            return cls.of(d["uri"], d["start"], d["end"], d["size"], d["base"])
+        return cls(tuple(Part(**p) for p in d["parts"]), d.get("node"))
 
 
 def _hidden(uri: str, base: str) -> bool:
@@ -52,28 +94,86 @@ def list_input(uri: str) -> tuple[str, list[ObjectInfo]]:
 
 
 def plan_splits(uris: list[str], input_format: str, split_size: int,
-                max_splits: int = MAX_SPLITS) -> list[Split]:
-    """The map tasks: refused, before any is made, when there would be more than max_splits."""
-    splits: list[Split] = []
+                max_splits: int = MAX_SPLITS, servers: list[dict] | None = None) -> list[Split]:
+    """The map tasks over the objects `uris` name, as cut_splits() cuts them. `servers` are the
+    per-node MinIO servers (kubemr.storage.nodes): objects are packed only with others on the
+    same node's server."""
+    inputs = []
     for uri in uris:
         base, objects = list_input(uri)
         if not objects:
             raise StorageError(f"input {uri} matches no files")
+        inputs.append((base, objects))
+    return cut_splits(inputs, input_format, split_size, servers or [], max_splits)
+
+
+def cut_splits(inputs: list[tuple[str, list[ObjectInfo]]], input_format: str, split_size: int,
+               servers: list[dict], max_splits: int = MAX_SPLITS) -> list[Split]:
+    """The map tasks over (base, objects) pairs; refused, before any is made, when there would
+    be more than max_splits, or more than MAX_PARTS objects.
+
+    An object of at least `split_size` bytes is cut into byte ranges of `split_size` (a small
+    tail joins the range before it), one split each; one that cannot be cut (whole-file format,
+    `.gz`) is one split. Smaller objects are packed whole, in listing order, into splits of at
+    most `split_size` bytes, each holding objects on one node's server (kubemr.storage.nodes:
+    `servers`; objects on no per-node server pack together).
+    """
+    if sum(len(objects) for _, objects in inputs) > MAX_PARTS:
+        raise ManifestError(f"the input holds more than {MAX_PARTS} files: name fewer, or "
+                            "combine them into larger files")
+    splits: list[Split] = []
+    packing: dict[str | None, list[Part]] = {}  # node -> the parts of its split being packed
+    packed: dict[str | None, int] = {}  # node -> their bytes
+
+    def too_many(more: int = 0) -> None:
+        if len(splits) + len(packing) + more > max_splits:
+            raise ManifestError(
+                f"input.splitSize {split_size} would cut the input into more than "
+                f"{max_splits} map tasks: raise input.splitSize")
+
+    def close(node: str | None) -> None:
+        del packed[node]
+        splits.append(Split(tuple(packing.pop(node)), node))
+
+    for base, objects in inputs:
         for obj in objects:
-            whole = input_format == "whole-file" or obj.uri.endswith(".gz") or obj.size == 0
-            if whole:
-                splits.append(Split(obj.uri, 0, obj.size, obj.size, base))
-                if len(splits) > max_splits:
-                    raise ManifestError(f"the input holds more than {max_splits} files, one "
-                                        "map task each: combine them, or name fewer")
-                continue
-            if len(splits) + obj.size // split_size >= max_splits:
-                raise ManifestError(
-                    f"input.splitSize {split_size} would cut the input into more than "
-                    f"{max_splits} map tasks: raise input.splitSize")
-            starts = list(range(0, obj.size, split_size))
-            if len(starts) > 1 and obj.size - starts[-1] < SLACK * split_size:
-                starts.pop()  # a small tail joins the split before it, as Hadoop's 10% slack
-            for start, end in zip(starts, [*starts[1:], obj.size], strict=True):
-                splits.append(Split(obj.uri, start, end, obj.size, base))
+            node = node_of(obj.uri, servers)
+            if obj.size < split_size:
+                if node in packed and packed[node] + obj.size > split_size:
+                    close(node)
+                packing.setdefault(node, []).append(Part(obj.uri, 0, obj.size, obj.size, base))
+                packed[node] = packed.get(node, 0) + obj.size
+                too_many()
+            elif input_format == "whole-file" or obj.uri.endswith(".gz"):
+                too_many(1)
+                splits.append(Split.of(obj.uri, 0, obj.size, obj.size, base, node))
+            else:
+                too_many(-(-obj.size // split_size))
+                starts = list(range(0, obj.size, split_size))
+                if len(starts) > 1 and obj.size - starts[-1] < SLACK * split_size:
+                    starts.pop()  # a small tail joins the split before it, as Hadoop's 10% slack
+                for start, end in zip(starts, [*starts[1:], obj.size], strict=True):
+                    splits.append(Split.of(obj.uri, start, end, obj.size, base, node))
+    for node in list(packing):
+        close(node)
     return splits
+
+
+def split_document(split: Split, uri: str) -> dict:
+    """The split as a task document carries it: itself when small, else written to `uri` and
+    named there ({"stored": uri}). A pod's task document is an environment variable of at most
+    128 KiB, and a split packed from thousands of small objects would not fit."""
+    document = split.to_dict()
+    encoded = json.dumps(document, separators=(",", ":")).encode()
+    if len(encoded) <= INLINE_BYTES:
+        return document
+    store_for(uri).write_bytes(uri, encoded)
+    return {"stored": uri}
+
+
+def load_split(document: dict) -> Split:
+    """The split a task document carries (see split_document)."""
+    if "stored" in document:
+        uri = document["stored"]
+        document = json.loads(store_for(uri).read_bytes(uri))
+    return Split.from_dict(document)

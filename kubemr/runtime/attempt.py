@@ -15,7 +15,7 @@ import time
 from kubemr.engine import commit
 from kubemr.engine.counters import BUILTIN_GROUP, USER_GROUP, take_user_counters
 from kubemr.engine.maptask import MapTask
-from kubemr.engine.plan import Split
+from kubemr.engine.plan import load_split
 from kubemr.engine.reducetask import ReduceTask
 from kubemr.engine.usercode import load_functions, load_pickled
 from kubemr.errors import MapOutputLost, StorageError, UntrustedCommit
@@ -47,7 +47,7 @@ def run_task(task: dict) -> dict:
 
 
 def _run_map(task: dict, spec: dict, functions, scratch: str) -> dict:
-    split = Split(**task["split"])
+    split = load_split(task["split"])
     map_task = MapTask(split, spec, functions, scratch)
     local = os.path.join(scratch, "map.out")
     index = map_task.run(local)

@@ -23,7 +23,7 @@ from kubernetes.client.rest import ApiException
 import kubemr_operator.metrics as metrics
 from kubemr.engine import commit
 from kubemr.engine import counters as counter_math
-from kubemr.engine.plan import plan_splits
+from kubemr.engine.plan import plan_splits, split_document
 from kubemr.errors import (
     KubemrError,
     ManifestError,
@@ -159,14 +159,14 @@ def load_plan(job: dict, work: str, settings: Settings,
     if code and not store_for(code).exists(code):
         raise ManifestError(f"spec.code.pickle names {code}, which does not exist")
     splits = plan_splits(spec["input"]["uris"], spec["input"]["format"],
-                         spec["input"]["splitSize"])
-    plan = Plan(spec, [{"split": s.to_dict(), "node": node_of(s.uri, settings.node_servers)}
-                       for s in splits])
+                         spec["input"]["splitSize"], servers=settings.node_servers)
     meta = job["metadata"]
     with _claims:
         commit.claim_output(spec, commit.holder(meta["name"], meta.get("namespace", "default"),
                                                 meta["uid"]), stale=stale)
     try:
+        plan = Plan(spec, [{"split": split_document(s, join(work, "splits", f"map-{i:05d}.json")),
+                            "node": s.node} for i, s in enumerate(splits)])
         store.write_bytes(spec_uri, json.dumps(plan.spec).encode())
         store.write_bytes(uri, json.dumps({"splits": plan.splits}).encode())
     except StorageUnavailable:

@@ -70,7 +70,7 @@ def test_a_failed_attempts_log_is_read_after_its_pods_are_deleted(cluster, ns):
 
 def test_retain_pods_on_failure_keeps_only_the_failed_pods(cluster, ns):
     bucket = new_bucket()
-    corpus(bucket, files=2, lines=30)
+    corpus(bucket, files=2, lines=75)  # 2,045 bytes or more each: one map task per file
     cluster.apply(job_manifest("onfailure", ns, bucket, mapper="fails_first", reducers=1,
                                retainPods="OnFailure", code={"inline": NOISY}))
     job = wait_for(cluster, ns, "onfailure", "Complete")

@@ -367,7 +367,7 @@ def cluster_job(tmp_path):
     data = tmp_path / "in"
     data.mkdir()
     for i in range(2):
-        (data / f"f{i}.txt").write_text(f"alpha beta {i}\n")
+        (data / f"f{i}.txt").write_text(f"alpha beta {i}\n" * 80)  # 1040 bytes
     settings = Settings(work_uri=f"file://{tmp_path}/work", heartbeat_seconds=1.0,
                         local_paths=True)
     scratch = tmp_path / "pods"
@@ -376,7 +376,8 @@ def cluster_job(tmp_path):
 
     def make(**spec):
         spec = make_job(tmp_path, CODE, str(data) + "/", reducer="reducer",
-                        speculation=False, backoffSeconds=0, **spec).spec
+                        speculation=False, backoffSeconds=0,
+                        input={"splitSize": 1040}, **spec).spec  # one map task per file
         job = job_object(spec)
         return job, StandInCluster(job, scratch, settings), settings
 

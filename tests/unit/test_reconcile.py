@@ -30,7 +30,7 @@ def shouting(offset, line):
 def reducer(word, counts):
     yield word, sum(counts)
 """
-WANT = Counter({"alpha": 40, "beta": 40, "f0": 10, "f1": 10, "f2": 10, "f3": 10})
+WANT = Counter({"alpha": 320, "beta": 320, "f0": 80, "f1": 80, "f2": 80, "f3": 80})
 
 
 @pytest.fixture
@@ -38,9 +38,10 @@ def setup(tmp_path):
     data = tmp_path / "in"
     data.mkdir()
     for i in range(4):
-        (data / f"f{i}.txt").write_text(f"alpha beta f{i}\n" * 10)
+        (data / f"f{i}.txt").write_text(f"alpha beta f{i}\n" * 80)  # 1120 bytes
     spec = make_job(tmp_path, WORDCOUNT, str(data) + "/", reducer="reducer", reducers=2,
-                    speculation=False, backoffSeconds=0).spec
+                    speculation=False, backoffSeconds=0,
+                    input={"splitSize": 1120}).spec  # one map task per file
     settings = Settings(work_uri=f"file://{tmp_path}/work", heartbeat_seconds=1.0,
                         local_paths=True)
     scratch = tmp_path / "pods"

@@ -79,8 +79,8 @@ def test_whole_file_key_is_the_name_under_the_input_prefix(tmp_path):
 def test_glob_and_missing_input(tmp_path):
     for name in ("a.txt", "b.txt", "c.log"):
         (tmp_path / name).write_text("x\n")
-    splits = plan_splits([str(tmp_path / "*.txt")], "text", 100)
-    assert [s.uri.rsplit("/", 1)[1] for s in splits] == ["a.txt", "b.txt"]
+    [split] = plan_splits([str(tmp_path / "*.txt")], "text", 100)
+    assert [p.uri.rsplit("/", 1)[1] for p in split.parts] == ["a.txt", "b.txt"]
     with pytest.raises(Exception, match="matches no files"):
         plan_splits([str(tmp_path / "*.csv")], "text", 100)
 
@@ -89,11 +89,12 @@ def test_split_plan_covers_file_in_split_size_pieces(tmp_path):
     path = tmp_path / "input.txt"
     path.write_bytes(b"x" * 250)
     splits = plan_splits([str(path)], "text", 100)
-    assert [(s.start, s.end) for s in splits] == [(0, 100), (100, 200), (200, 250)]
+    assert [[(p.start, p.end) for p in s.parts] for s in splits] == [[(0, 100)], [(100, 200)],
+                                                                     [(200, 250)]]
     assert all(isinstance(s, Split) for s in splits)
     path.write_bytes(b"x" * 205)
     splits = plan_splits([str(path)], "text", 100)
-    assert [(s.start, s.end) for s in splits] == [(0, 100), (100, 205)]
+    assert [[(p.start, p.end) for p in s.parts] for s in splits] == [[(0, 100)], [(100, 205)]]
 
 
 def test_jsonl_output_round_trips_awkward_strings():

@@ -98,11 +98,12 @@ def test_a_task_that_dies_once_is_retried_and_the_output_is_exact(tmp_path, book
     markers.mkdir()
     code = CRASH_ONCE.format(marker=str(markers), crash=crash)
     job = make_job(tmp_path, code, str(books) + "/", mapper="crashing_mapper",
-                   reducer="reducer", reducers=2)
+                   reducer="reducer", reducers=2, input={"splitSize": 1 << 10})
     result = run_local(job)
     assert output_counts(tmp_path) == sequential_wordcount(books)
     map_attempts = Counter(a.index for a in result.attempts if a.kind == "map")
-    assert sorted(map_attempts.values()) == [1, 2, 2, 2, 2]
+    # the first split of each book holds its title line, and fails once
+    assert Counter(map_attempts.values()) == {1: result.maps - 4, 2: 4}
     failed = [a for a in result.attempts if not a.ok]
     assert len(failed) == 4
 
