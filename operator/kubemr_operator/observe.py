@@ -19,6 +19,7 @@ from kubemr.scheduling.failures import (
 )
 from kubemr.scheduling.state import PENDING, RUNNING, SUCCEEDED
 
+SIGTERM_EXIT, SIGKILL_EXIT = 143, 137
 IMAGE_REASONS = {"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName",
                  "CreateContainerConfigError", "CreateContainerError"}
 NODE_REASONS = {"NodeLost", "Shutdown", "NodeShutdown", "Terminated", "NodeAffinity"}
@@ -73,6 +74,10 @@ def _failed(attempt: Attempt, pod: dict, now: float) -> None:
         attempt.fail(OOM_KILLED, f"{OUT_OF_MEMORY} (OOMKilled)", finished)
     elif reason == "DeadlineExceeded":
         attempt.fail(TIMEOUT, status.get("message", "deadline exceeded"), finished)
+    elif pod.get("metadata", {}).get("deletionTimestamp") and \
+            terminated.get("exitCode") in (SIGTERM_EXIT, SIGKILL_EXIT):
+        # Stopped by its pod's deletion (SIGTERM, then SIGKILL): not the task's fault.
+        attempt.fail(DELETED, "the task's pod was deleted before it finished", finished)
     else:
         text = terminated.get("message") or ""
         try:
@@ -86,7 +91,7 @@ def _failed(attempt: Attempt, pod: dict, now: float) -> None:
             return
         code = terminated.get("exitCode")
         detail = f": {text.strip()[-1000:]}" if text.strip() else ""
-        if code == 137:
+        if code == SIGKILL_EXIT:
             attempt.fail(KILLED, "the task was killed (SIGKILL)" + detail, finished)
         else:
             attempt.fail(USER_ERROR, f"the task exited with code {code}" + detail, finished)

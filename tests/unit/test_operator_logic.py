@@ -91,6 +91,15 @@ def test_pods_are_observed_into_the_schedulers_failure_classes():
     assert oom.failure == failures.OOM_KILLED
     killed = observed(pod("Failed", **terminated(exitCode=137)))
     assert killed.failure == failures.KILLED
+    # A pod deleted by someone: its task gets SIGTERM (143) and is seen Failed before it goes.
+    for code in (143, 137):
+        deleted = pod("Failed", **terminated(exitCode=code, message="log tail"))
+        deleted["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:05Z"
+        assert observed(deleted).failure == failures.DELETED
+    raised = pod("Failed", **terminated(exitCode=1, message=json.dumps(
+        {"ok": False, "error": "ValueError: bad", "errorType": "ValueError"})))
+    raised["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:05Z"
+    assert observed(raised).failure == failures.USER_ERROR  # failed on its own, then deleted
     evicted = observed(pod("Failed", reason="Evicted", message="low memory"))
     assert evicted.failure == failures.EVICTED
     drained = observed(pod("Failed", conditions=[{"type": "DisruptionTarget", "status": "True",
