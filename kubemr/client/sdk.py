@@ -23,7 +23,7 @@ from kubemr.spec.manifest import parse_manifest
 from kubemr.spec.names import API_VERSION, KIND
 from kubemr.storage import join, normalize_uri, store_for
 
-ROLES = ("mapper", "reducer", "combiner", "partitioner")
+ROLES = ("mapper", "reducer", "combiner", "partitioner", "valueKey")
 DEFAULT_WORK_URI = "s3://kubemr-work"  # the chart's workUri
 DEFAULT_CODE_URI = DEFAULT_WORK_URI + "/code"
 
@@ -245,16 +245,17 @@ def _manifest(name: str, namespace: str, functions: dict, code_uri: str, input, 
 
 def submit(mapper: Callable, reducer: Callable | None = None, *, input: str | list[str],
            output: str, combiner: Callable | None = None, partitioner: Callable | None = None,
-           reducers: int = 1, name: str | None = None, namespace: str = "default",
-           input_format: str = "text", output_format: str = "jsonl", overwrite: bool = False,
-           local: bool = False, workers: int | None = None, code_uri: str | None = None,
-           **spec) -> Job | LocalJob:
+           value_key: Callable | None = None, reducers: int = 1, name: str | None = None,
+           namespace: str = "default", input_format: str = "text", output_format: str = "jsonl",
+           overwrite: bool = False, local: bool = False, workers: int | None = None,
+           code_uri: str | None = None, **spec) -> Job | LocalJob:
     """Run mapper/reducer over `input` into `output`: on the cluster, or here with local=True.
 
-    Extra keyword arguments are MapReduceJob spec fields (maxAttempts, parallelism, ...).
+    Extra keyword arguments are MapReduceJob spec fields (sortValues, maxAttempts, ...);
+    `value_key` orders each key's values (spec.valueKey).
     """
-    functions = {role: fn for role, fn in (("mapper", mapper), ("reducer", reducer),
-                                          ("combiner", combiner), ("partitioner", partitioner))
+    functions = {role: fn for role, fn in zip(ROLES, (mapper, reducer, combiner, partitioner,
+                                                      value_key), strict=True)
                  if fn is not None}
     name = name or f"job-{uuid.uuid4().hex[:8]}"
     bundle = bundle_functions(functions)

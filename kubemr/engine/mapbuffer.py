@@ -3,19 +3,21 @@
 A batch whose values are all one object (word count's 1s, a distinct's None) is counted per
 key instead of listed (by kubemr/engine/_tally.c where it is compiled) and costs no memory per pair;
 its values come back as that object repeated. Other batches are listed per key. A key's values
-come back in no particular order: MapReduce promises none. Counting is off for jobs with a
-custom partitioner, which must see every value one by one.
+come back in no particular order (MapReduce promises none) unless the job sorts values: then
+each key's listed values are sorted, and its counted ones, all equal to one object, need no
+sort (a key holding both has them merged). Counting is off for jobs with a custom partitioner,
+which must see every value one by one.
 """
 
 from __future__ import annotations
 
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, repeat
 from operator import is_, itemgetter
 
-from kubemr.engine.sortedruns import sort_keys
+from kubemr.engine.sortedruns import merge_values, sort_keys, sort_values
 from kubemr.errors import UserCodeError
 
 VALUE_SLOT = 9
@@ -116,10 +118,12 @@ class MapBuffer:
     def __bool__(self) -> bool:
         return self.pairs > 0
 
-    def drain(self) -> Iterator[tuple[object, Iterable, int]]:
+    def drain(self, sort: bool = False, value_key: Callable | None = None,
+              ) -> Iterator[tuple[object, Iterable, int]]:
         """Empty the buffer as (key, values, number of values), in key order.
 
-        The values are the key's list when it has only listed values, else an iterator.
+        The values are the key's list when it has only listed values, else an iterator. With
+        `sort`, each key's values come in order (of `value_key` of each, if given).
         """
         counted = [(value, dict(tally.items())) for value, tally in self._counted.values()]
         keys = set(self._lists)
@@ -129,13 +133,28 @@ class MapBuffer:
             listed = self._lists.pop(key, None)
             runs = [(value, counts.pop(key)) for value, counts in counted if key in counts]
             if not runs:
-                yield key, listed, len(listed)
+                yield key, sort_values(key, listed, value_key) if sort else listed, len(listed)
+                continue
+            if sort and (len(runs) > 1 or listed):  # else one value repeated: in order
+                yield key, _merged(key, runs, listed, value_key), \
+                    sum(n for _, n in runs) + len(listed or ())
                 continue
             parts: list = [repeat(value, n) for value, n in runs]
             if listed:
                 parts.append(listed)
             yield key, chain.from_iterable(parts), sum(n for _, n in runs) + len(listed or ())
         self._clear()
+
+
+def _merged(key: object, runs: list[tuple[object, int]], listed: list | None,
+            value_key: Callable | None) -> Iterator:
+    """A key's counted runs (each one value, repeated) and listed values, in value order."""
+    first_of = (lambda run: value_key(run[0])) if value_key else first
+    runs = sort_values(key, runs, first_of)
+    counted = chain.from_iterable(repeat(value, n) for value, n in runs)
+    if not listed:
+        return counted
+    return merge_values(key, [counted, sort_values(key, listed, value_key)], value_key)
 
 
 def check_pairs(batch: list) -> None:

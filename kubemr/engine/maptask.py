@@ -2,7 +2,8 @@
 
 The mapper's pairs are pulled with itertools a batch at a time into the buffer
 (kubemr.engine.mapbuffer); Python-level work happens once per batch, and once per distinct key
-per spill.
+per spill. With sorted values (spec.sortValues), spills and their merge are sorted by
+(key, value) instead of by key.
 """
 
 from __future__ import annotations
@@ -21,7 +22,15 @@ from kubemr.engine.formats import InputReader
 from kubemr.engine.mapbuffer import MapBuffer, check_pairs
 from kubemr.engine.partition import checked_partition, default_partition
 from kubemr.engine.plan import Split
-from kubemr.engine.sortedruns import BATCH_VALUES, RunWriter, merge_runs, read_run
+from kubemr.engine.sortedruns import (
+    BATCH_VALUES,
+    RunWriter,
+    job_sorts_values,
+    merge_runs,
+    merge_runs_sorted_values,
+    read_run,
+    sort_values,
+)
 from kubemr.engine.usercode import UserFunctions
 from kubemr.errors import UserCodeError
 
@@ -51,6 +60,17 @@ class Combiner:
         return out
 
 
+class SortingCombiner(Combiner):
+    """A combiner in a job with sorted values: the values it emits are put back in order."""
+
+    def __init__(self, fn: Callable, counters: dict, value_key: Callable | None):
+        super().__init__(fn, counters)
+        self._value_key = value_key
+
+    def __call__(self, key: object, values: Iterable, count: int | None = None) -> list:
+        return sort_values(key, super().__call__(key, values, count), self._value_key)
+
+
 class MapTask:
     def __init__(self, split: Split, spec: dict, functions: UserFunctions, scratch: str):
         self.split = split
@@ -60,7 +80,12 @@ class MapTask:
         self.num_partitions = spec["reducers"]
         self.buffer_limit = spec["mapBufferSize"]
         self.counters: dict[str, int] = defaultdict(int)
-        self.combine = Combiner(functions.combiner, self.counters) if functions.combiner else None
+        self.values_sorted = job_sorts_values(spec, functions.value_key)
+        self.combine = None
+        if functions.combiner and self.values_sorted:
+            self.combine = SortingCombiner(functions.combiner, self.counters, functions.value_key)
+        elif functions.combiner:
+            self.combine = Combiner(functions.combiner, self.counters)
         self.spills: list[tuple[str, list]] = []
 
     def _outputs(self, reader: InputReader) -> Iterator:
@@ -119,7 +144,7 @@ class MapTask:
         partitions: list[list] = [[] for _ in range(self.num_partitions)]
         n = self.num_partitions
         custom = self.fn.partitioner
-        for key, values, count in buffer.drain():
+        for key, values, count in buffer.drain(self.values_sorted, self.fn.value_key):
             if custom is None:
                 p = default_partition(key, n) if n > 1 else 0
                 partitions[p].append((key, self.combine(key, values, count) if self.combine
@@ -138,7 +163,7 @@ class MapTask:
         counts = []
         for groups in partitions:
             before = writer.records
-            for key, values in groups:
+            for key, values in groups:  # _add_values, inline: this runs per key per spill
                 if isinstance(values, list):
                     writer.add(key, values)
                     continue
@@ -167,7 +192,11 @@ class MapTask:
                     f.seek(start)
                     runs.append(read_run(_Bounded(f, end - start)))
                 before = writer.records
-                if self.combine:
+                if self.values_sorted:
+                    for key, values in merge_runs_sorted_values(runs, self.fn.value_key):
+                        _add_values(writer, key,
+                                    self.combine(key, values) if self.combine else values)
+                elif self.combine:
                     for key, values in merge_runs(runs):
                         writer.add(key, self.combine(key, values))
                 else:
@@ -181,6 +210,15 @@ class MapTask:
             for path, _ in self.spills:
                 os.unlink(path)
         return [(s, e, c) for (s, e), c in zip(writer.index, counts, strict=True)]
+
+
+def _add_values(writer: RunWriter, key: object, values: Iterable) -> None:
+    """Write a key's values: a list as one group, an iterator in groups of BATCH_VALUES."""
+    if isinstance(values, list):
+        writer.add(key, values)
+        return
+    while chunk := list(islice(values, BATCH_VALUES)):
+        writer.add(key, chunk)
 
 
 def _call_later(fn: Callable) -> Iterator:

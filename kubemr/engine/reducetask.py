@@ -1,4 +1,7 @@
-"""The reduce side: fetch partition r of every map output -> k-way merge -> reducer -> part."""
+"""The reduce side: fetch partition r of every map output -> k-way merge -> reducer -> part.
+
+With sorted values (spec.sortValues) the merge orders each key's values too.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 from kubemr.engine.formats import OUTPUT_FORMATS
 from kubemr.engine.progress import advance
-from kubemr.engine.sortedruns import merge_runs, read_run
+from kubemr.engine.sortedruns import (
+    job_sorts_values,
+    merge_runs,
+    merge_runs_sorted_values,
+    read_run,
+)
 from kubemr.engine.usercode import UserFunctions
 from kubemr.errors import UserCodeError
 from kubemr.storage import store_for
@@ -52,16 +60,20 @@ class ReduceTask:
         groups = outputs = 0
         try:
             runs = [read_run(io.BufferedReader(f, 1 << 16)) for f in files]
+            if job_sorts_values(self.spec, self.fn.value_key):
+                merged = merge_runs_sorted_values(runs, self.fn.value_key)
+            else:
+                merged = merge_runs(runs)
             with open(output_path, "w", encoding="utf-8", newline="\n") as out:
                 write = out.write
-                for key, values in merge_runs(runs):
+                for key, values in merged:
                     groups += 1
                     advance()
                     for k, v in reducer(key, values):
                         write(format_line(k, v))
                         outputs += 1
-        except TypeError as e:
-            if _raised_in_heapq(e):
+        except TypeError as e:  # keys compared in heapq.merge as the reducer reads values
+            if _raised_in_heapq(e) and "not supported between instances" in str(e):
                 raise UserCodeError(
                     f"keys of different types cannot be sorted together ({e}); emit keys of "
                     "one type throughout the job"

@@ -1,9 +1,10 @@
-"""Find the user's mapper, reducer, combiner and partitioner.
+"""Find the user's mapper, reducer, combiner, partitioner and value key.
 
 A reference is a name defined in `code.inline`, an import path `package.module:function`, or a
 role in the functions the SDK shipped with cloudpickle (`code.pickle`). A reference to a class
-gives the method of the same role on one shared instance, after calling its `setup()`; a class
-may also define `mapper_final()`, whose pairs are emitted after the last input record.
+gives the method of the same role on one shared instance (`value_key` for spec.valueKey), after
+calling its `setup()`; a class may also define `mapper_final()`, whose pairs are emitted after
+the last input record.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from dataclasses import dataclass
 
 from kubemr.errors import UserCodeError
 
-ROLES = {"mapper": 2, "reducer": 2, "combiner": 2, "partitioner": 3}
+ROLES = {"mapper": 2, "reducer": 2, "combiner": 2, "partitioner": 3, "valueKey": 1}
+ATTRIBUTES = {"valueKey": "value_key"}  # a role's name in UserFunctions and on a class
 INLINE_MODULE = "kubemr_inline"
 
 
@@ -28,6 +30,7 @@ class UserFunctions:
     reducer: Callable | None = None
     combiner: Callable | None = None
     partitioner: Callable | None = None
+    value_key: Callable | None = None
     mapper_final: Callable | None = None
 
 
@@ -92,7 +95,7 @@ def _check_arity(field_name: str, ref: str, fn: Callable) -> None:
     try:
         signature.bind(*([None] * n))
     except TypeError:
-        expected = "(key, value, num_partitions)" if n == 3 else (
+        expected = {1: "(value)", 3: "(key, value, num_partitions)"}.get(n) or (
             "(key, value)" if field_name == "mapper" else "(key, values)")
         raise UserCodeError(
             f"spec.{field_name}: {ref} must accept {expected}; its signature is {signature}"
@@ -108,8 +111,9 @@ def load_functions(spec: dict, pickled: dict | None = None) -> UserFunctions:
     mapper_final = None
     for role in ROLES:
         ref = spec.get(role)
+        attribute = ATTRIBUTES.get(role, role)
         if ref is None:
-            resolved[role] = None
+            resolved[attribute] = None
             continue
         if pickled is not None and ref in pickled:
             obj = pickled[ref]
@@ -123,13 +127,13 @@ def load_functions(spec: dict, pickled: dict | None = None) -> UserFunctions:
                 if hasattr(instance, "setup"):
                     instance.setup()
                 instances[obj] = instance
-            if not hasattr(instances[obj], role):
-                raise UserCodeError(f"spec.{role}: class {ref} has no method {role}()")
+            if not hasattr(instances[obj], attribute):
+                raise UserCodeError(f"spec.{role}: class {ref} has no method {attribute}()")
             if role == "mapper":
                 mapper_final = getattr(instances[obj], "mapper_final", None)
-            obj = getattr(instances[obj], role)
+            obj = getattr(instances[obj], attribute)
         _check_arity(role, ref, obj)
-        resolved[role] = obj
+        resolved[attribute] = obj
     if resolved["mapper"] is None:
         raise UserCodeError("spec.mapper: required field is missing")
     return UserFunctions(mapper_final=mapper_final, **resolved)

@@ -35,6 +35,7 @@ def test_defaults_are_filled_from_the_crd_schema():
     assert job.spec["input"] == {"uris": ["s3://data/in/"], "format": "text",
                                  "splitSize": 64 << 20}
     assert job.spec["output"]["format"] == "text"
+    assert job.spec["sortValues"] is False and "valueKey" not in job.spec
 
 
 @pytest.mark.parametrize("doc, message", [
@@ -45,6 +46,8 @@ def test_defaults_are_filled_from_the_crd_schema():
     (with_spec(input={"uri": "x", "fromat": "text"}), "did you mean 'format'"),
     (with_spec(input={"uri": "a", "uris": ["b"]}), "give exactly one of uri and uris"),
     (with_spec(output={}), "spec.output.uri: required field is missing"),
+    (with_spec(sortValues="yes"), "spec.sortValues: expected boolean, got str"),
+    (with_spec(sortvalues=True), "did you mean 'sortValues'"),
     ({**GOOD, "kind": "Job"}, "kind must be MapReduceJob"),
     ({**GOOD, "metadata": {}}, "metadata.name is required"),
 ])

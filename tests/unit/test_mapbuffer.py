@@ -188,3 +188,44 @@ def test_int_keys_that_share_their_low_bits_are_counted_exactly(tally):
     assert counts.add([(k, None) for k in keys], None)
     assert counts.add([(k, None) for k in keys], None)
     assert dict(counts.items()) == dict.fromkeys(keys, 2)
+
+
+def test_sorted_drain_merges_counted_and_listed_values_in_order():
+    low, high = "apple", "pear"
+    buffer = MapBuffer()
+    buffer.add([("a", high)] * 3 + [("b", high)])
+    buffer.add([("a", low)] * 2)
+    buffer.add([("a", "kiwi"), ("a", "zucchini"), ("a", "banana"), ("c", "fig"), ("c", "date")])
+    got = {key: (list(values), count) for key, values, count in buffer.drain(sort=True)}
+    assert got == {"a": (["apple", "apple", "banana", "kiwi", "pear", "pear", "pear",
+                          "zucchini"], 8),
+                   "b": (["pear"], 1), "c": (["date", "fig"], 2)}
+    buffer.add([("a", high)] * 3)
+    buffer.add([("a", low)] * 2)
+    buffer.add([("a", "kiwi"), ("a", "banana")])
+    [(_, values, _)] = buffer.drain(sort=True, value_key=lambda fruit: (-len(fruit), fruit))
+    assert list(values) == ["banana", "apple", "apple", "kiwi", "pear", "pear", "pear"]
+
+
+def test_sorted_drain_gives_a_counted_key_without_sorting_it(monkeypatch):
+    """All of a counted key's values are one object: in order as they are, repeated lazily."""
+    monkeypatch.setattr(mapbuffer, "sort_values", None)  # any sort would fail
+    buffer = MapBuffer()
+    for _ in range(250):
+        buffer.add([("a", 1)] * 4000)
+    [(key, values, count)] = buffer.drain(sort=True)
+    assert key == "a" and count == 1_000_000 and not isinstance(values, list)
+    assert sum(values) == 1_000_000
+
+
+def test_sorted_drain_names_values_of_mixed_types():
+    buffer = MapBuffer()
+    buffer.add([("a", 1)] * 3)
+    buffer.add([("a", "x")] * 3)
+    with pytest.raises(UserCodeError, match="values of key 'a' have different types"):
+        [list(values) for _, values, _ in buffer.drain(sort=True)]
+    buffer = MapBuffer()
+    buffer.add([("a", 1)] * 3)
+    buffer.add([("a", "x"), ("a", "y")])
+    with pytest.raises(UserCodeError, match="values of key 'a' have different types"):
+        [list(values) for _, values, _ in buffer.drain(sort=True)]

@@ -56,6 +56,14 @@ def test_functions_from_main_and_from_a_local_module(tmp_path, text):
     assert result.stdout.strip() == "[('A', 4), ('B', 2), ('C', 2), ('D', 1)]"
 
 
+def test_sorted_values_with_a_value_key_lambda(tmp_path, text):
+    job = kubemr.submit(lambda offset, line: [(w, offset) for w in line.split()],
+                        lambda w, offsets: [(w, list(offsets))], input=str(text),
+                        output=str(tmp_path / "out"), value_key=lambda offset: -offset,
+                        sortValues=True, reducers=2, local=True)
+    assert dict(job.results()) == {"a": [15, 8, 0, 0], "b": [8, 0], "c": [15, 0], "d": [8]}
+
+
 def test_a_two_step_pipeline(tmp_path, text):
     class MostCommonCount(Pipeline):
         def steps(self):
