@@ -56,3 +56,20 @@ def test_pod_template_variables_reach_each_task_type(tmp_path):
 
 def test_cluster_example_is_a_valid_manifest():
     assert load_manifest("examples/wordcount-s3.yaml").spec["reducers"] == 2
+
+
+def test_sorted_values_top3(tmp_path):
+    result, parts = run_example("top3.yaml", tmp_path)
+    got = dict(json.loads(line) for part in parts for line in part)
+    with open("examples/data/readings/readings.jsonl") as f:
+        readings = [json.loads(line) for line in f]
+    want = {}
+    for r in sorted(readings, key=lambda r: (-r["celsius"], r["time"])):
+        hottest = want.setdefault(r["sensor"], [])
+        if len(hottest) < 3:
+            hottest.append({"time": r["time"], "celsius": r["celsius"]})
+    assert got == want and set(got) == {"greenhouse", "cellar", "attic"}
+    assert result.maps == 3
+    counters = result.counters["kubemr"]
+    assert counters["combine_input_records"] == len(readings) == 72
+    assert counters["combine_output_records"] <= 3 * 3 * 3  # maps x sensors x 3
