@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from kubemr.errors import JobFailed, KubemrError
+from kubemr.errors import JobFailed, KubemrError, NotFound
 from kubemr.spec.manifest import parse_manifest
 from kubemr.spec.names import API_VERSION, KIND
 from kubemr.storage import join, normalize_uri, store_for
@@ -154,7 +154,7 @@ class Job:
             if unreadable:
                 raise KubemrError(f"{task} of job {self.name} has no pod, and its stored logs "
                                   f"cannot be read: {unreadable}")
-            raise KubemrError(f"job {self.name} has no task {task} (yet)")
+            raise NotFound(f"job {self.name} has no task {task} (yet)")
         number = attempt if attempt is not None else max(numbers)
         if number in pods:
             try:
@@ -166,8 +166,8 @@ class Job:
             return store_for(stored[number]).read_bytes(stored[number]).decode(
                 "utf-8", errors="replace")
         detail = f" (its stored logs cannot be read: {unreadable})" if unreadable else ""
-        raise KubemrError(f"{task} of job {self.name} has no attempt {number}: its attempts "
-                          f"are {', '.join(map(str, sorted(numbers)))}{detail}")
+        raise NotFound(f"{task} of job {self.name} has no attempt {number}: its attempts "
+                       f"are {', '.join(map(str, sorted(numbers)))}{detail}")
 
     def cancel(self) -> None:
         self.cluster.delete_job(self.namespace, self.name)

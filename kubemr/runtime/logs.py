@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 
-from kubemr.errors import KubemrError
+from kubemr.errors import NotFound
 
 LOG_LIMIT = 1 << 20
 LOGS_DIR = "_logs"
@@ -54,7 +54,7 @@ def parse_task(name: str) -> tuple[str, int]:
     """("map", 3) of a task named map-3 (or map-00003)."""
     kind, _, index = name.partition("-")
     if kind not in ("map", "reduce") or not index.isdigit():
-        raise KubemrError(f"no task is named {name!r}: name one like map-3 or reduce-0")
+        raise NotFound(f"no task is named {name!r}: name one like map-3 or reduce-0")
     return kind, int(index)
 
 
