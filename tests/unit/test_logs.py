@@ -242,7 +242,7 @@ def test_the_local_runner_keeps_each_attempts_log_when_asked(tmp_path):
     assert run.startswith("test-")
     assert f"every attempt's log is in file://{tmp_path}/logs/{run}/" in str(failure.value)
     folder = tmp_path / "logs" / run
-    assert sorted(os.listdir(folder)) == ["map-00000", "reduce-00000"]
+    assert sorted(os.listdir(folder)) == ["_run.json", "map-00000", "reduce-00000"]
     mapped = (folder / "map-00000" / "attempt-1.log").read_bytes()
     assert len(mapped) <= LOG_LIMIT and mapped.endswith(b"THE END\n")
     assert sorted(os.listdir(folder / "reduce-00000")) == ["attempt-1.log", "attempt-2.log"]
