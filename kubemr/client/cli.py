@@ -230,6 +230,7 @@ def _port_forward(args: argparse.Namespace) -> int:
     """`kubectl port-forward` to the chart's dashboard Service, for as long as it runs."""
     import re
     import shutil
+    import signal
     import subprocess
 
     namespace = args.namespace or "kubemr-system"
@@ -241,6 +242,11 @@ def _port_forward(args: argparse.Namespace) -> int:
         [kubectl, "port-forward", "-n", namespace, f"service/{args.service}",
          f"{args.port or ''}:{port}"], stdout=subprocess.PIPE, text=True)  # stderr: the user's
     shown = False
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt  # so that the port-forward ends with us (finally, below)
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         for line in forward.stdout:  # read to the end: kubectl prints a line per connection
             found = re.match(r"Forwarding from 127\.0\.0\.1:(\d+)", line)
