@@ -25,17 +25,20 @@ from urllib.parse import quote, unquote
 from kubemr.client.cluster import TaskAttempt
 from kubemr.client.timeline import COLORS, render_svg
 from kubemr.errors import KubemrError, NotFound
+from kubemr.runtime.logs import every_stored_attempt
 from kubemr.runtime.runs import read_attempt_log, read_run, read_runs
 
 log = logging.getLogger("kubemr.dashboard")
 
 ENDED = ("Succeeded", "Failed")
+POD_GONE = "Pod gone"  # the phase shown of an attempt known only by its stored log
 REFRESH_SECONDS = 10  # pages of a job still running reload themselves this often
 STYLE = """
 body{font:14px sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}
 th,td{border-bottom:1px solid #ddd;padding:3px 10px;text-align:left;vertical-align:top}
 th{background:#f4f4f4}
+#tasks td:not(:nth-child(9)){white-space:nowrap}
 .Succeeded{color:#2a7d2a}.Failed{color:#c0392b}.Running,.Mapping,.Reducing{color:#1f5fa0}
 .bar{display:inline-block;width:120px;height:10px;background:#eee;vertical-align:middle}
 .bar span{display:block;height:10px;background:#4c78a8}
@@ -321,8 +324,20 @@ class ClusterJobs:
         return self.cluster.get_job(namespace, name)
 
     def attempts(self, namespace: str, name: str) -> list[TaskAttempt]:
+        """The attempts of the job's pods, and those whose pod is gone but whose log is kept."""
+        from kubemr.client.sdk import logs_folder
+
         self._check(namespace)
-        return self.cluster.attempts(namespace, name)
+        attempts = self.cluster.attempts(namespace, name)
+        try:
+            stored = every_stored_attempt(logs_folder(self.cluster.get_job(namespace, name)))
+        except KubemrError as e:  # the store: unreachable, or no credentials here
+            log.warning("cannot list the stored logs of %s/%s: %s", namespace, name, e)
+            return attempts
+        seen = {(a.task_type, a.index, a.attempt) for a in attempts}
+        gone = [TaskAttempt(kind, index, number, "", POD_GONE, "", None, None, None, "")
+                for kind, index, number in sorted(stored) if (kind, index, number) not in seen]
+        return sorted(attempts + gone, key=lambda a: (a.task_type != "map", a.index, a.attempt))
 
     def events(self, namespace: str, name: str) -> list[dict]:
         self._check(namespace)

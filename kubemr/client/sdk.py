@@ -144,7 +144,7 @@ class Job:
         job = self._job()
         pods = {a.attempt: a for a in self.cluster.attempts(self.namespace, self.name)
                 if (a.task_type, a.index) == (kind, index)}
-        uri = (job.get("status") or {}).get("logs") or _logs_uri(job)
+        uri = logs_folder(job)
         try:
             stored, unreadable = stored_attempts(uri, kind, index), None
         except KubemrError as e:  # the store: unreachable, or no credentials here
@@ -173,11 +173,13 @@ class Job:
         self.cluster.delete_job(self.namespace, self.name)
 
 
-def _logs_uri(job: dict) -> str:
-    """Where a job's logs are when its status does not say: under the operator's work URI
-    (KUBEMR_WORK_URI here, if the chart's workUri is not the default)."""
+def logs_folder(job: dict) -> str:
+    """Where a job's attempt logs are: its status says, else they are under the operator's work
+    URI (KUBEMR_WORK_URI here, if the chart's workUri is not the default)."""
     from kubemr.runtime.logs import job_logs_uri
 
+    if (job.get("status") or {}).get("logs"):
+        return job["status"]["logs"]
     meta = job["metadata"]
     return job_logs_uri(os.environ.get("KUBEMR_WORK_URI") or DEFAULT_WORK_URI,
                         meta.get("namespace", "default"), meta["name"], meta["uid"])

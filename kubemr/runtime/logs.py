@@ -60,15 +60,24 @@ def parse_task(name: str) -> tuple[str, int]:
 
 def stored_attempts(logs: str, task_type: str, index: int) -> dict[int, str]:
     """The attempts of a task that have a log under `logs`: number -> URI."""
+    under = f"{task_type}-{index:05d}/"
+    return {number: uri for (_, _, number), uri in every_stored_attempt(logs, under).items()}
+
+
+def every_stored_attempt(logs: str, under: str = "") -> dict[tuple[str, int, int], str]:
+    """The attempts with a log under `logs` (only those under `logs`/`under` when given):
+    (task type, index, number) -> URI."""
     from kubemr.storage import store_for
 
-    prefix = _join(logs, f"{task_type}-{index:05d}") + "/"
+    base = logs.rstrip("/") + "/"
     found = {}
-    for obj in store_for(prefix).list(prefix):
-        name = obj.uri[len(prefix):]
+    for obj in store_for(base).list(base + under):
+        task, _, name = obj.uri[len(base):].partition("/")
+        kind, _, index = task.partition("-")
         number = name[len("attempt-"):-len(".log")]
-        if name.startswith("attempt-") and name.endswith(".log") and number.isdigit():
-            found[int(number)] = obj.uri
+        if kind in ("map", "reduce") and index.isdigit() and name.startswith("attempt-") \
+                and name.endswith(".log") and number.isdigit():
+            found[kind, int(index), int(number)] = obj.uri
     return found
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from kubemr.client.cluster import TaskAttempt
 from kubemr.client.dashboard import (
+    POD_GONE,
     ClusterJobs,
     LocalRuns,
     job_page,
@@ -22,6 +23,8 @@ from kubemr.client.dashboard import (
 )
 from kubemr.errors import JobFailed, NotFound
 from kubemr.runtime.local import run_local
+from kubemr.runtime.logs import attempt_log_uri
+from kubemr.storage import store_for
 from tests.conftest import make_job
 
 EVIL = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -151,10 +154,13 @@ def test_routes_and_what_is_not_found():
 
 
 class ListingCluster:
-    """What ClusterJobs asks of kubemr.client.cluster.Cluster, for two namespaces' jobs."""
+    """What ClusterJobs asks of kubemr.client.cluster.Cluster, for two namespaces' jobs whose
+    logs are kept under `logs`."""
 
-    def __init__(self):
+    def __init__(self, logs: str):
         self.jobs = {ns: [evil_job(ns, "wc")] for ns in ("team-a", "team-b")}
+        for jobs in self.jobs.values():
+            jobs[0]["status"]["logs"] = logs
 
     def list_jobs(self, namespace):
         if namespace is None:
@@ -171,11 +177,26 @@ class ListingCluster:
         return EVENTS
 
 
-def test_an_operator_for_some_namespaces_shows_only_their_jobs():
-    everyone = ClusterJobs(ListingCluster())
+def test_attempts_whose_pods_are_gone_are_listed_by_their_stored_logs(tmp_path):
+    logs = tmp_path.as_uri()
+    for kind, index, number in [("map", 0, 1), ("map", 0, 2), ("reduce", 0, 1), ("reduce", 0, 2)]:
+        uri = attempt_log_uri(logs, kind, index, number)
+        store_for(uri).write_bytes(uri, f"log of {kind}-{index} attempt {number}\n".encode())
+    store_for(logs + "/map-00000/notes.txt").write_bytes(logs + "/map-00000/notes.txt", b"")
+    jobs = ClusterJobs(ListingCluster(logs))
+    # The pods of map-0 attempts 1 and 2 and of map-1 attempt 1 are there; reduce-0's are gone.
+    shown = [(a.name, a.attempt, a.phase) for a in jobs.attempts("team-a", "wc")]
+    assert shown == [("map-0", 1, "Failed"), ("map-0", 2, "Succeeded"), ("map-1", 1, "Succeeded"),
+                     ("reduce-0", 1, POD_GONE), ("reduce-0", 2, POD_GONE)]
+    page = route(jobs, "/jobs/team-a/wc").body
+    assert 'href="/jobs/team-a/wc/logs/reduce-0/2"' in page
+
+
+def test_an_operator_for_some_namespaces_shows_only_their_jobs(tmp_path):
+    everyone = ClusterJobs(ListingCluster(tmp_path.as_uri()))
     assert len(everyone.jobs()) == 2
     assert route(everyone, "/jobs/team-b/wc").status == 200
-    only_a = ClusterJobs(ListingCluster(), namespaces=("team-a",))
+    only_a = ClusterJobs(ListingCluster(tmp_path.as_uri()), namespaces=("team-a",))
     assert [j["metadata"]["namespace"] for j in only_a.jobs()] == ["team-a"]
     page = route(only_a, "/jobs/team-b/wc")
     assert page.status == 404 and "not one this operator runs" in page.body
