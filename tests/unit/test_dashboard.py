@@ -284,3 +284,10 @@ def test_local_runs_are_shown_from_the_runners_record(tmp_path):
     assert route(runs, f"/jobs/default/{flaky['name']}/logs/map-0/7").status == 404
     assert route(runs, f"/jobs/other/{flaky['name']}").status == 404
     assert route(runs, "/jobs/default/..").status == 404
+
+
+def test_kubemr_ui_local_needs_a_directory_of_runs(tmp_path, capsys):
+    from kubemr.client import cli
+
+    assert cli.main(["ui", "--local", str(tmp_path / "nothing")]) == 2
+    assert "kubemr run JOB.yaml --local --logs" in capsys.readouterr().err
