@@ -5,6 +5,10 @@ class KubemrError(Exception):
     """A problem the user can fix: the message names it."""
 
 
+class NotFound(KubemrError):
+    """No such thing: a job, a task, an attempt, or a job this reader may not see."""
+
+
 class ManifestError(KubemrError):
     """The job manifest is wrong."""
 

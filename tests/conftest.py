@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 
 import pytest
 
@@ -17,7 +20,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def make_job(tmp_path, inline: str, input_uri: str, **spec):
     """A validated job over `input_uri` writing to tmp_path/out, with functions from `inline`."""
-    doc = {
+    return parse_manifest(job_document(tmp_path, inline, input_uri, **spec))
+
+
+def job_document(tmp_path, inline: str, input_uri: str, **spec) -> dict:
+    """The manifest of make_job, unchecked."""
+    return {
         "apiVersion": "kubemr.io/v1alpha1",
         "kind": "MapReduceJob",
         "metadata": {"name": spec.pop("name", "test")},
@@ -29,7 +37,6 @@ def make_job(tmp_path, inline: str, input_uri: str, **spec):
             **spec,
         },
     }
-    return parse_manifest(doc)
 
 
 def read_output(prefix: str) -> list[str]:
@@ -78,3 +85,62 @@ def minio(tmp_path_factory):
         else:
             os.environ[key] = value
     os.kill(pid, 15)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """A real headless Chromium driven by Selenium (Debian's chromium and chromium-driver:
+    .ci/run installs them). Skipped without them, unless KUBEMR_E2E_REQUIRED=1 (CI)."""
+    import shutil
+
+    chromium = next(filter(None, map(shutil.which, ("chromium", "chromium-browser",
+                                                    "google-chrome"))), None)
+    chromedriver = shutil.which("chromedriver") or shutil.which(
+        "chromedriver", path=os.environ.get("CHROMEWEBDRIVER"))  # GitHub's Ubuntu runners
+    if not (chromium and chromedriver):
+        message = "no chromium and chromedriver: apt-get install chromium chromium-driver"
+        if os.environ.get("KUBEMR_E2E_REQUIRED") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    from selenium import webdriver
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                     "--disable-gpu", "--window-size=1280,1500"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(options=options,
+                              service=webdriver.ChromeService(executable_path=chromedriver))
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+@contextlib.contextmanager
+def dashboard(args: list[str], env: dict | None = None) -> Iterator[str]:
+    """`kubemr ui ARGS` running, for as long as the block runs: its address."""
+    ui = subprocess.Popen([sys.executable, "-m", "kubemr", "ui", *args], stdout=subprocess.PIPE,
+                          text=True, env=env)
+    try:
+        line = ui.stdout.readline()
+        assert "http://" in line, f"kubemr ui {' '.join(args)} printed no address: {line!r}"
+        yield line.split("kubemr dashboard at ", 1)[1].split()[0]
+    finally:
+        ui.terminate()
+        ui.wait(timeout=30)
+
+
+def task_rows(browser) -> tuple[list, list[list[str]]]:
+    """The rows of a job page's task table, and the text of their cells."""
+    from selenium.webdriver.common.by import By
+
+    rows = browser.find_elements(By.CSS_SELECTOR, "#tasks tbody tr")
+    return rows, [[td.text for td in row.find_elements(By.TAG_NAME, "td")] for row in rows]
+
+
+def follow_log(browser, row) -> str:
+    """Open the log of a task table's row: the log page's text."""
+    from selenium.webdriver.common.by import By
+
+    row.find_element(By.LINK_TEXT, "log").click()
+    return browser.find_element(By.ID, "log").text

@@ -200,6 +200,71 @@ def _timeline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ui(args: argparse.Namespace) -> int:
+    """Serve the dashboard of local runs, or open the operator's through a port-forward."""
+    if args.local:
+        from kubemr.client.dashboard import LocalRuns, make_server
+
+        if "://" not in args.local and not os.path.isdir(args.local):
+            raise KubemrError(f"{args.local} is no directory: keep local runs there with "
+                              f"`kubemr run JOB.yaml --local --logs {args.local}`")
+        server = make_server(LocalRuns(args.local), "127.0.0.1", args.port)
+        _show(f"http://127.0.0.1:{server.server_port}/", args.open)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        return 0
+    return _port_forward(args)
+
+
+def _show(url: str, open_browser: bool) -> None:
+    print(f"kubemr dashboard at {url} (Ctrl-C stops)", flush=True)
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(url)
+
+
+def _port_forward(args: argparse.Namespace) -> int:
+    """`kubectl port-forward` to the chart's dashboard Service, for as long as it runs."""
+    import re
+    import shutil
+    import signal
+    import subprocess
+
+    namespace = args.namespace or "kubemr-system"
+    port = _cluster().service_port(namespace, args.service, "dashboard")
+    kubectl = shutil.which("kubectl")
+    if not kubectl:
+        raise KubemrError("`kubemr ui` needs kubectl on PATH for its port-forward")
+    forward = subprocess.Popen(
+        [kubectl, "port-forward", "-n", namespace, f"service/{args.service}",
+         f"{args.port or ''}:{port}"], stdout=subprocess.PIPE, text=True)  # stderr: the user's
+    shown = False
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt  # so that the port-forward ends with us (finally, below)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        for line in forward.stdout:  # read to the end: kubectl prints a line per connection
+            found = re.match(r"Forwarding from 127\.0\.0\.1:(\d+)", line)
+            if found and not shown:
+                _show(f"http://127.0.0.1:{found.group(1)}/", args.open)
+                shown = True
+        forward.wait()
+        if not shown:
+            raise KubemrError(f"kubectl port-forward to service {namespace}/{args.service} "
+                              "failed (its message is above)")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        forward.terminate()
+        forward.wait()
+    return 0
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(x)) for x in column) for column in zip(header, *rows, strict=True)]
     return "\n".join("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip()
@@ -257,6 +322,17 @@ def build_parser() -> argparse.ArgumentParser:
                        output_format=False)
     timeline.add_argument("-o", "--file", default="timeline.html",
                           help="file to write: .html (a page) or .svg (an image)")
+    ui = commands.add_parser("ui", help="the dashboard: the operator's, through a port-forward "
+                             "to its Service; or, with --local DIR, that of local runs")
+    ui.add_argument("-n", "--namespace", help="namespace of the kubemr release (default: "
+                    "kubemr-system)")
+    ui.add_argument("--service", default="kubemr-dashboard",
+                    help="the dashboard's Service (default: kubemr-dashboard)")
+    ui.add_argument("--local", metavar="DIR", help="serve the runs kept in DIR by "
+                    "`kubemr run JOB.yaml --local --logs DIR` instead")
+    ui.add_argument("--port", type=int, default=0, help="local port (default: a free one)")
+    ui.add_argument("--open", action="store_true", help="open the page in a web browser")
+    ui.set_defaults(handler=_ui)
     return parser
 
 

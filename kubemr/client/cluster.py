@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from kubemr.errors import KubemrError
-from kubemr.spec.names import API_VERSION, GROUP, PLURAL, VERSION
+from kubemr.errors import KubemrError, NotFound
+from kubemr.spec.names import API_VERSION, GROUP, KIND, PLURAL, VERSION
 
 
 @dataclass
@@ -69,7 +69,7 @@ class Cluster:
                     "with `helm install kubemr charts/kubemr -n kubemr-system "
                     "--create-namespace` (or `kubectl apply -f crds/`)") from None
             if e.status == 404:
-                raise KubemrError(f"cannot {what}: not found") from None
+                raise NotFound(f"cannot {what}: not found") from None
             if e.status == 409:
                 raise KubemrError(f"cannot {what}: it already exists; delete it or choose "
                                   "another name") from None
@@ -153,6 +153,32 @@ class Cluster:
                 int(labels["kubemr.io/attempt"]), pod.metadata.name, pod.status.phase or "",
                 pod.spec.node_name or "", started, finished, record, error))
         return sorted(result, key=lambda a: (a.task_type != "map", a.index, a.attempt))
+
+    def events(self, namespace: str, name: str) -> list[dict]:
+        """The events on a job, oldest first: time, type, reason, message, count."""
+        selector = f"involvedObject.kind={KIND},involvedObject.name={name}"
+        items = self._call(f"list events of {name}", self.core.list_namespaced_event, namespace,
+                           field_selector=selector).items
+        events = [{"time": e.last_timestamp or e.event_time or e.first_timestamp,
+                   "type": e.type or "", "reason": e.reason or "", "message": e.message or "",
+                   "count": e.count or 1} for e in items]
+        events.sort(key=lambda e: e["time"].timestamp() if e["time"] else 0.0)
+        for event in events:
+            event["time"] = event["time"].strftime("%Y-%m-%dT%H:%M:%SZ") if event["time"] else ""
+        return events
+
+    def service_port(self, namespace: str, name: str, port_name: str) -> int:
+        """The number of a Service's port named `port_name`."""
+        try:
+            service = self._call(f"get service {namespace}/{name}",
+                                 self.core.read_namespaced_service, name, namespace)
+        except NotFound:
+            raise NotFound(f"no Service {namespace}/{name}: is kubemr installed there (-n), with "
+                           "its dashboard on (the chart's dashboardPort)?") from None
+        for port in service.spec.ports or []:
+            if port.name == port_name:
+                return port.port
+        raise KubemrError(f"Service {namespace}/{name} has no port named {port_name}")
 
     def logs(self, namespace: str, pod: str) -> str:
         return self._call(f"read logs of {pod}", self.core.read_namespaced_pod_log, pod,

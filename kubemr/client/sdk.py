@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from kubemr.errors import JobFailed, KubemrError
+from kubemr.errors import JobFailed, KubemrError, NotFound
 from kubemr.spec.manifest import parse_manifest
 from kubemr.spec.names import API_VERSION, KIND
 from kubemr.storage import join, normalize_uri, store_for
@@ -144,7 +144,7 @@ class Job:
         job = self._job()
         pods = {a.attempt: a for a in self.cluster.attempts(self.namespace, self.name)
                 if (a.task_type, a.index) == (kind, index)}
-        uri = (job.get("status") or {}).get("logs") or _logs_uri(job)
+        uri = logs_folder(job)
         try:
             stored, unreadable = stored_attempts(uri, kind, index), None
         except KubemrError as e:  # the store: unreachable, or no credentials here
@@ -154,7 +154,7 @@ class Job:
             if unreadable:
                 raise KubemrError(f"{task} of job {self.name} has no pod, and its stored logs "
                                   f"cannot be read: {unreadable}")
-            raise KubemrError(f"job {self.name} has no task {task} (yet)")
+            raise NotFound(f"job {self.name} has no task {task} (yet)")
         number = attempt if attempt is not None else max(numbers)
         if number in pods:
             try:
@@ -166,18 +166,20 @@ class Job:
             return store_for(stored[number]).read_bytes(stored[number]).decode(
                 "utf-8", errors="replace")
         detail = f" (its stored logs cannot be read: {unreadable})" if unreadable else ""
-        raise KubemrError(f"{task} of job {self.name} has no attempt {number}: its attempts "
-                          f"are {', '.join(map(str, sorted(numbers)))}{detail}")
+        raise NotFound(f"{task} of job {self.name} has no attempt {number}: its attempts "
+                       f"are {', '.join(map(str, sorted(numbers)))}{detail}")
 
     def cancel(self) -> None:
         self.cluster.delete_job(self.namespace, self.name)
 
 
-def _logs_uri(job: dict) -> str:
-    """Where a job's logs are when its status does not say: under the operator's work URI
-    (KUBEMR_WORK_URI here, if the chart's workUri is not the default)."""
+def logs_folder(job: dict) -> str:
+    """Where a job's attempt logs are: its status says, else they are under the operator's work
+    URI (KUBEMR_WORK_URI here, if the chart's workUri is not the default)."""
     from kubemr.runtime.logs import job_logs_uri
 
+    if (job.get("status") or {}).get("logs"):
+        return job["status"]["logs"]
     meta = job["metadata"]
     return job_logs_uri(os.environ.get("KUBEMR_WORK_URI") or DEFAULT_WORK_URI,
                         meta.get("namespace", "default"), meta["name"], meta["uid"])

@@ -28,6 +28,7 @@ from kubemr.engine.usercode import load_functions, load_pickled
 from kubemr.errors import JobFailed
 from kubemr.runtime.document import task_document
 from kubemr.runtime.logs import attempt_log_uri
+from kubemr.runtime.runs import RunRecorder
 from kubemr.scheduling import Attempt, Policy, Task, decide, failure_of_report, new_tasks
 from kubemr.scheduling.failures import KILLED, MAP_OUTPUT_LOST, USER_ERROR
 from kubemr.scheduling.state import FAILED, RUNNING, SUCCEEDED
@@ -101,6 +102,7 @@ class LocalExecutor:
         self.scratch = scratch
         self.by_kind = by_kind
         self.processes: dict[tuple[str, int, int], _Process] = {}
+        self.records: dict[tuple[str, int, int], dict] = {}  # each committed attempt's record
         self._env = {kind: self._environment(setup.env, scratch, heartbeat)
                      for kind, setup in by_kind.items()}
 
@@ -167,6 +169,7 @@ class LocalExecutor:
             if report and report.get("ok"):
                 attempt.state = SUCCEEDED
                 task.committed, task.committed_attempt = True, attempt.number
+                self.records[key] = report.get("commit")
             elif report:
                 failure, message, lost = failure_of_report(report)
                 attempt.fail(failure, message, now)
@@ -205,7 +208,8 @@ def run_local(job: JobSpec, workers: int | None = None, overwrite: bool = False,
 
     At most min(workers, spec.parallelism) attempts run at once; workers defaults to the
     number of CPUs (at least 2). With `logs` (a directory or URI), each attempt stores the
-    tail of its output there as on the cluster: {logs}/{name}-{run}/map-00003/attempt-1.log.
+    tail of its output there as on the cluster: {logs}/{name}-{run}/map-00003/attempt-1.log,
+    and a record of the run beside them for `kubemr ui --local` (kubemr.runtime.runs).
     """
     spec = json.loads(json.dumps(job.spec))
     if overwrite:
@@ -231,6 +235,8 @@ def run_local(job: JobSpec, workers: int | None = None, overwrite: bool = False,
     tasks = new_tasks(len(splits), spec["reducers"])
     finished: list[Attempt] = []
     run_id = uuid.uuid4().hex  # this run's claim on the output (commit.claim_output)
+    recorder = RunRecorder(logs, job.name, job.namespace, spec, tasks, executor.records) \
+        if logs else None
 
     def document(task: Task, number: int) -> dict:
         return task_document(
@@ -245,13 +251,17 @@ def run_local(job: JobSpec, workers: int | None = None, overwrite: bool = False,
         progress(f"job {job.name}: {len(splits)} map tasks, {spec['reducers']} reduce tasks, "
                  f"{policy.parallelism} at once" + (f"; attempt logs in {logs}/" if logs else ""))
         try:
-            _schedule(tasks, policy, executor, document, progress, finished, work)
+            _schedule(tasks, policy, executor, document, progress, finished, work, recorder)
         except JobFailed as e:
+            if recorder:
+                recorder.save("Failed", str(e), force=True)
             if logs:
                 raise JobFailed(f"{e}\n(every attempt's log is in {logs}/)") from None
             raise
         counters = commit.sum_counters(work, len(splits), spec["reducers"])
         output = commit.commit_job(job.name, spec, work, counters, job_uid=run_id)
+        if recorder:
+            recorder.save("Succeeded", counters=counters, force=True)
     finally:
         executor.stop_all()
         try:
@@ -266,36 +276,41 @@ def run_local(job: JobSpec, workers: int | None = None, overwrite: bool = False,
 
 def _schedule(tasks: list[Task], policy: Policy, executor: LocalExecutor,
               document: Callable[[Task, int], dict], progress: Callable[[str], None],
-              finished: list[Attempt], work: str) -> None:
+              finished: list[Attempt], work: str, recorder: RunRecorder | None = None) -> None:
     """Observe, decide, act, until the scheduler says the job succeeded or failed."""
     started = time.time()
     while True:
         now = time.time()
         for task, number in executor.observe(tasks, now):
-            _report(task, task.attempt(number), finished, progress)
+            _report(task, task.attempt(number), finished, progress, recorder)
         decision = decide(tasks, policy, now, started)
         for stop in decision.stop:
             executor.stop(stop.task, stop.attempt.number)
             if stop.attempt.state == FAILED:
-                _report(stop.task, stop.attempt, finished, progress)
+                _report(stop.task, stop.attempt, finished, progress, recorder)
         for task in decision.lost_maps:
             store_for(work).delete(commit.commit_uri(work, "map", task.index))
             lost = next(a for a in reversed(task.attempts) if a.failure == MAP_OUTPUT_LOST)
-            _report(task, lost, finished, progress)
+            _report(task, lost, finished, progress, recorder)
         if decision.phase == "Failed":
             raise JobFailed(decision.message)
         if decision.phase == "Succeeded":
             return
         for launch in decision.launch:
             executor.launch(launch.task, document(launch.task, launch.number), now)
+        if recorder:
+            recorder.save()
         time.sleep(POLL_SECONDS)
 
 
 def _report(task: Task, attempt: Attempt, finished: list[Attempt],
-            progress: Callable[[str], None]) -> None:
+            progress: Callable[[str], None], recorder: RunRecorder | None = None) -> None:
     finished.append(replace(attempt))  # as it ended: a committed map output may be lost later
     if attempt.ok:
-        progress(f"{task.label} committed (attempt {attempt.number})")
+        message = f"{task.label} committed (attempt {attempt.number})"
     else:
         last = (attempt.message.strip().splitlines() or [""])[-1]
-        progress(f"{task.label} attempt {attempt.number} failed ({attempt.failure}): {last}")
+        message = f"{task.label} attempt {attempt.number} failed ({attempt.failure}): {last}"
+    progress(message)
+    if recorder:
+        recorder.event(message, warning=not attempt.ok)

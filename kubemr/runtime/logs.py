@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 
-from kubemr.errors import KubemrError
+from kubemr.errors import NotFound
 
 LOG_LIMIT = 1 << 20
 LOGS_DIR = "_logs"
@@ -54,21 +54,30 @@ def parse_task(name: str) -> tuple[str, int]:
     """("map", 3) of a task named map-3 (or map-00003)."""
     kind, _, index = name.partition("-")
     if kind not in ("map", "reduce") or not index.isdigit():
-        raise KubemrError(f"no task is named {name!r}: name one like map-3 or reduce-0")
+        raise NotFound(f"no task is named {name!r}: name one like map-3 or reduce-0")
     return kind, int(index)
 
 
 def stored_attempts(logs: str, task_type: str, index: int) -> dict[int, str]:
     """The attempts of a task that have a log under `logs`: number -> URI."""
+    under = f"{task_type}-{index:05d}/"
+    return {number: uri for (_, _, number), uri in every_stored_attempt(logs, under).items()}
+
+
+def every_stored_attempt(logs: str, under: str = "") -> dict[tuple[str, int, int], str]:
+    """The attempts with a log under `logs` (only those under `logs`/`under` when given):
+    (task type, index, number) -> URI."""
     from kubemr.storage import store_for
 
-    prefix = _join(logs, f"{task_type}-{index:05d}") + "/"
+    base = logs.rstrip("/") + "/"
     found = {}
-    for obj in store_for(prefix).list(prefix):
-        name = obj.uri[len(prefix):]
+    for obj in store_for(base).list(base + under):
+        task, _, name = obj.uri[len(base):].partition("/")
+        kind, _, index = task.partition("-")
         number = name[len("attempt-"):-len(".log")]
-        if name.startswith("attempt-") and name.endswith(".log") and number.isdigit():
-            found[int(number)] = obj.uri
+        if kind in ("map", "reduce") and index.isdigit() and name.startswith("attempt-") \
+                and name.endswith(".log") and number.isdigit():
+            found[kind, int(index), int(number)] = obj.uri
     return found
 
 

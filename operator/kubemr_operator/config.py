@@ -25,6 +25,8 @@ class Settings:
     heartbeat_seconds: float = 10.0
     # Port of the Prometheus metrics endpoint (/metrics); 0 serves none.
     metrics_port: int = 8080
+    # Port of the read-only dashboard (kubemr.client.dashboard); 0 serves none.
+    dashboard_port: int = 8081
     # Per-node MinIO servers: [{"node": ..., "endpoint": ..., "bucket": ...}].
     node_servers: list = field(default_factory=list)
     # The namespaces whose jobs this operator runs (KUBEMR_NAMESPACES, comma-separated);
@@ -50,6 +52,7 @@ class Settings:
             interval=float(env.get("KUBEMR_RECONCILE_SECONDS", cls.interval)),
             heartbeat_seconds=float(env.get("KUBEMR_HEARTBEAT_SECONDS", cls.heartbeat_seconds)),
             metrics_port=int(env.get("KUBEMR_METRICS_PORT") or cls.metrics_port),
+            dashboard_port=int(env.get("KUBEMR_DASHBOARD_PORT") or cls.dashboard_port),
             node_servers=json.loads(env.get("KUBEMR_NODE_SERVERS") or "[]"),
             local_paths=env.get("KUBEMR_ALLOW_LOCAL_PATHS") == "1",
             namespaces=tuple(n.strip() for n in env.get("KUBEMR_NAMESPACES", "").split(",")

@@ -67,11 +67,28 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
                                  "kubemr-operator", identity)
         _leader.start()
     _serve_metrics()
+    _serve_dashboard()
     threading.Thread(target=_tick_forever, name="reconcile-loop", daemon=True).start()
 
 
 def _serve_metrics() -> None:
     metrics.serve(settings.metrics_port)  # the module's settings: configure() has kopf's
+
+
+def _serve_dashboard() -> None:
+    """Every replica serves the read-only dashboard, of the watched namespaces' jobs only."""
+    if not settings.dashboard_port:
+        return
+    from kubemr.client.cluster import Cluster
+    from kubemr.client.dashboard import ClusterJobs, serve_in_background
+
+    try:
+        serve_in_background(ClusterJobs(Cluster(), settings.namespaces), "0.0.0.0",
+                            settings.dashboard_port)
+    except OSError as e:  # the dashboard is for people: the operator runs without it
+        log.warning("cannot serve the dashboard on port %d: %s", settings.dashboard_port, e)
+    else:
+        log.info("dashboard at http://0.0.0.0:%d/", settings.dashboard_port)
 
 
 def _wanted(job: dict) -> bool:

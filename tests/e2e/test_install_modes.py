@@ -10,12 +10,16 @@ it; on kind, a pod it selects must also fail to reach the API server.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import urllib.error
+import urllib.request
 
 import pytest
 import yaml
 
+from tests.conftest import dashboard
 from tests.e2e.conftest import REPO, SECRET, SYSTEM, helm_bin
 from tests.e2e.test_operator import (
     corpus,
@@ -108,6 +112,29 @@ def test_cluster_wide_mode_with_the_guides_network_policy(cluster, ns):
     check_network_policy(cluster, ns, operator_image(cluster, SYSTEM, "kubemr-operator"))
 
 
+def check_dashboard(cluster, release_ns: str, watched: str, other: str) -> None:
+    """The release's dashboard, through `kubemr ui`: the watched namespace's job, its events and
+    a log (the Role's rights), and nothing of the other namespace."""
+    env = dict(os.environ, KUBECONFIG=cluster.kubeconfig,
+               PATH=os.path.dirname(cluster.kubectl_bin) + os.pathsep + os.environ["PATH"])
+
+    def get(url: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(url, timeout=30) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    with dashboard(["-n", release_ns, "--service", f"{RELEASE}-dashboard"], env=env) as url:
+        status, jobs = get(url)
+        assert status == 200 and f"/jobs/{watched}/wc" in jobs and other not in jobs
+        status, page = get(f"{url}jobs/{watched}/wc")
+        assert status == 200 and "<td>Normal</td><td>Planned</td>" in page  # an event
+        status, log = get(f"{url}jobs/{watched}/wc/logs/reduce-0/1")
+        assert status == 200 and '<pre id="log">' in log
+        assert get(f"{url}jobs/{other}/wc")[0] == 404
+
+
 def test_a_namespaced_release_runs_the_jobs_of_its_namespaces_only(cluster, storage, operator):
     release_ns = cluster.new_namespace("kubemr-ns")
     team_a, team_b = cluster.new_namespace("team-a"), cluster.new_namespace("team-b")
@@ -147,6 +174,9 @@ def test_a_namespaced_release_runs_the_jobs_of_its_namespaces_only(cluster, stor
         assert not can_i(cluster, account, "create", "pods", "-n", team_b)
         assert not can_i(cluster, account, "list", "mapreducejobs.kubemr.io", "-n", team_b)
         assert not can_i(cluster, account, "list", "mapreducejobs.kubemr.io", "--all-namespaces")
+        assert can_i(cluster, account, "list", "events", "-n", team_a)  # the dashboard's
+        assert can_i(cluster, account, "get", "pods", "-n", team_a, "--subresource", "log")
+        assert not can_i(cluster, account, "list", "events", "-n", team_b)
         assert can_i(cluster, account, "list", "nodes")
         assert can_i(cluster, account, "update", "leases/kubemr-operator", "-n", release_ns)
         assert not can_i(cluster, account, "update", "leases/kubemr-operator", "-n", SYSTEM)
@@ -164,6 +194,7 @@ def test_a_namespaced_release_runs_the_jobs_of_its_namespaces_only(cluster, stor
         assert not cluster.get_json("pods", "-n", team_b)["items"]
         check_network_policy(cluster, team_a, operator_image(cluster, release_ns,
                                                              f"{RELEASE}-operator"))
+        check_dashboard(cluster, release_ns, team_a, team_b)
     finally:
         subprocess.run([helm_bin(), "uninstall", RELEASE, "--kubeconfig", cluster.kubeconfig,
                         "--namespace", release_ns, "--wait", "--timeout", "120s"],

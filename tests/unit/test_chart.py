@@ -68,10 +68,11 @@ NETWORK_POLICY = [*NAMESPACED, "--set", "taskNetworkPolicy=true",
      "--set", "workUri=s3://scratch/kubemr", "--set", "imagePullPolicy=Always"],
     ["--set", "serviceMonitor=true", "--set", "serviceMonitorLabels.release=prometheus"],
     ["--set", "metricsPort=0"],
+    ["--set", "dashboardPort=0", "--set", "metricsPort=0"],
     NAMESPACED,
     [*NETWORK_POLICY, *PER_NODE],
 ], ids=["defaults", "minio-per-node", "shared-minio", "external-s3", "service-monitor",
-        "no-metrics", "namespaced", "namespaced-network-policy"])
+        "no-metrics", "no-dashboard-no-metrics", "namespaced", "namespaced-network-policy"])
 def test_helm_lint_is_clean_in_each_install_mode(helm, values):
     result = helm("lint", "--strict", *values)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -93,6 +94,7 @@ def test_helm_lint_is_clean_in_each_install_mode(helm, values):
     (["--set", "metricsPort=70000"], "/metricsPort': maximum"),
     (["--set", "serviceMonitor=true", "--set", "metricsPort=0"], "/metricsPort': minimum"),
     (["--set", "serviceMonitorLabels.team=7"], "/serviceMonitorLabels/team': got number"),
+    (["--set", "dashboardPort=-1"], "/dashboardPort': minimum"),
     (["--set", "watchNamespaces={Team_A}"], "/watchNamespaces/0': 'Team_A' does not match"),
     (["--set", "watchNamespaces={team-a,team-a}"], "/watchNamespaces': items at 0 and 1 are equal"),
     (["--set", "watchNamespaces=team-a"], "/watchNamespaces': got string, want array"),
@@ -107,6 +109,7 @@ def test_helm_lint_is_clean_in_each_install_mode(helm, values):
         "string-for-bool", "per-node-without-nodes", "node-port-not-a-number",
         "endpoint-without-scheme", "work-uri-not-s3", "bad-quantity", "unknown-value",
         "port-too-high", "service-monitor-without-metrics", "label-not-a-string",
+        "dashboard-port-negative",
         "namespace-name", "namespace-twice", "namespaces-not-a-list",
         "network-policy-without-namespaces", "egress-rule-allowing-everything",
         "egress-protocol", "egress-cidr"])
@@ -143,7 +146,7 @@ def test_the_metrics_port_is_served_by_a_service_and_scraped_by_an_optional_serv
         "containers"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["KUBEMR_METRICS_PORT"] == "8080"
-    assert container["ports"] == [{"name": "metrics", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["ports"][0] == {"name": "metrics", "containerPort": 8080, "protocol": "TCP"}
     service = docs["Service", "kubemr-metrics"]
     assert service["spec"]["ports"] == [{"name": "metrics", "port": 8080,
                                          "targetPort": "metrics", "protocol": "TCP"}]
@@ -165,8 +168,46 @@ def test_the_metrics_port_is_served_by_a_service_and_scraped_by_an_optional_serv
     docs = objects("--set", "metricsPort=0")
     (container,) = docs["Deployment", "kubemr-operator"]["spec"]["template"]["spec"][
         "containers"]
-    assert "ports" not in container and ("Service", "kubemr-metrics") not in docs
+    assert [p["name"] for p in container["ports"]] == ["dashboard"]
+    assert ("Service", "kubemr-metrics") not in docs
     assert {e["name"]: e.get("value") for e in container["env"]}["KUBEMR_METRICS_PORT"] == "0"
+
+
+def test_the_dashboard_port_is_served_by_a_cluster_ip_service_of_its_own(helm):
+    def objects(*values: str) -> dict:
+        return {(d["kind"], d["metadata"]["name"]): d for d in _rendered(helm, *values)}
+
+    docs = objects()
+    deployment = docs["Deployment", "kubemr-operator"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert {e["name"]: e.get("value") for e in container["env"]}["KUBEMR_DASHBOARD_PORT"] == \
+        "8081"
+    assert {"name": "dashboard", "containerPort": 8081, "protocol": "TCP"} in container["ports"]
+    service = docs["Service", "kubemr-dashboard"]
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["ports"] == [{"name": "dashboard", "port": 8081,
+                                         "targetPort": "dashboard", "protocol": "TCP"}]
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    # Not a metrics endpoint: a ServiceMonitor does not select it.
+    monitor = objects("--set", "serviceMonitor=true")["ServiceMonitor", "kubemr-operator"]
+    assert not monitor["spec"]["selector"]["matchLabels"].items() <= \
+        service["metadata"]["labels"].items()
+
+    # One port each (helm lint only notes a template's fail: helm template and install refuse).
+    clash = helm("template", "kubemr", "--set", "dashboardPort=8080")
+    assert clash.returncode != 0
+    assert "dashboardPort and metricsPort must differ" in clash.stderr
+
+    docs = objects("--set", "dashboardPort=0")
+    (container,) = docs["Deployment", "kubemr-operator"]["spec"]["template"]["spec"][
+        "containers"]
+    assert [p["name"] for p in container["ports"]] == ["metrics"]
+    assert ("Service", "kubemr-dashboard") not in docs
+    docs = objects("--set", "dashboardPort=0", "--set", "metricsPort=0")
+    (container,) = docs["Deployment", "kubemr-operator"]["spec"]["template"]["spec"][
+        "containers"]
+    assert "ports" not in container
 
 
 def test_template_renders_the_helm_test_hook(helm):
@@ -226,6 +267,8 @@ def test_notes_say_how_to_check_the_install_and_run_a_first_job(helm, tmp_path):
     assert "Deployment minio" not in text and "Deployment minio" in notes("--set", "minio=true")
     assert "services/kubemr-metrics:metrics/proxy/metrics" in text
     assert "kubemr-metrics" not in notes("--set", "metricsPort=0")
+    assert "kubectl mr ui -n kubemr-system\n" in text and "5. Metrics" in text
+    assert "kubemr-dashboard" not in notes("--set", "dashboardPort=0")
     # The manifest in the notes is a valid job.
     from kubemr.spec.manifest import parse_manifest
 
@@ -279,6 +322,8 @@ IN_JOB_NAMESPACES = [
     *[("", "pods", verb) for verb in ("list", "watch", "create", "delete")],
     ("", "secrets", "get"),  # the job's storage Secret: its data is read with the job's keys
     ("", "events", "create"),
+    ("", "events", "list"),  # the dashboard: a job's events
+    ("", "pods/log", "get"),  # the dashboard: a running attempt's log
 ]
 # ... cluster-wide, in both modes (nodes: NodeLost; namespaces and CRDs: kopf) ...
 CLUSTER_READS = [("", "nodes", "list"), ("", "namespaces", "list"), ("", "namespaces", "watch"),

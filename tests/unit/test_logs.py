@@ -31,7 +31,7 @@ from kubemr.runtime.logs import (
     stored_attempts,
 )
 from kubemr.storage import store_for
-from tests.conftest import make_job
+from tests.conftest import job_document, make_job
 from tests.unit.standin import StandInCluster, job_object, run_to_the_end
 
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
@@ -242,7 +242,7 @@ def test_the_local_runner_keeps_each_attempts_log_when_asked(tmp_path):
     assert run.startswith("test-")
     assert f"every attempt's log is in file://{tmp_path}/logs/{run}/" in str(failure.value)
     folder = tmp_path / "logs" / run
-    assert sorted(os.listdir(folder)) == ["map-00000", "reduce-00000"]
+    assert sorted(os.listdir(folder)) == ["_run.json", "map-00000", "reduce-00000"]
     mapped = (folder / "map-00000" / "attempt-1.log").read_bytes()
     assert len(mapped) <= LOG_LIMIT and mapped.endswith(b"THE END\n")
     assert sorted(os.listdir(folder / "reduce-00000")) == ["attempt-1.log", "attempt-2.log"]
@@ -255,13 +255,9 @@ def test_the_local_runner_keeps_each_attempts_log_when_asked(tmp_path):
 def test_kubemr_run_local_logs_flag(tmp_path, capsys):
     (tmp_path / "in.txt").write_text("a b\n")
     manifest = tmp_path / "job.yaml"
-    manifest.write_text(json.dumps({
-        "apiVersion": "kubemr.io/v1alpha1", "kind": "MapReduceJob",
-        "metadata": {"name": "flagged"},
-        "spec": {"input": {"uri": str(tmp_path / "in.txt")},
-                 "output": {"uri": str(tmp_path / "out") + "/"}, "mapper": "mapper",
-                 "code": {"inline": "def mapper(k, v):\n    print('mapping', v)\n"
-                                    "    yield v, 1\n"}}}))
+    manifest.write_text(json.dumps(job_document(
+        tmp_path, "def mapper(k, v):\n    print('mapping', v)\n    yield v, 1\n",
+        str(tmp_path / "in.txt"), name="flagged")))
     assert cli.main(["run", str(manifest), "--local", "-q", "--logs", str(tmp_path / "logs"),
                      "-o", "json"]) == 0
     printed = json.loads(capsys.readouterr().out)

@@ -60,7 +60,7 @@ kubemr.io/storage-node: {{ . }}
 kubemr.jobRules: what the operator does in a namespace whose jobs it runs: it reads, patches and
 deletes jobs (ttlSecondsAfterFinished) and writes their status, creates and deletes their task
 pods, reads the storage Secret a job names (it acts on the job's data with the job's own keys),
-and posts events on jobs. In the ClusterRole when the operator runs every namespace's jobs
+posts events on jobs, and for the dashboard lists those events and reads task pods' logs. In the ClusterRole when the operator runs every namespace's jobs
 (watchNamespaces empty); in a Role in each of watchNamespaces otherwise.
 */}}
 {{- define "kubemr.jobRules" -}}
@@ -77,8 +77,11 @@ and posts events on jobs. In the ClusterRole when the operator runs every namesp
   resources: [secrets]
   verbs: [get]
 - apiGroups: [""]
+  resources: [pods/log]
+  verbs: [get]
+- apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
+  verbs: [create, patch, list]
 {{- end }}
 
 {{- /*
