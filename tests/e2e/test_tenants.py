@@ -60,7 +60,7 @@ def tenants(cluster, storage, operator) -> Iterator[tuple[Tenant, Tenant]]:
 
     servers = minio_servers(cluster, operator)
     root = StaticProvider(storage["accessKey"], storage["secretKey"])
-    admins = [MinioAdmin(urlparse(e).netloc, credentials=root, secure=False)
+    admins = [MinioAdmin(endpoint=urlparse(e).netloc, credentials=root, secure=False)
               for e in servers.values()]
     for bucket, endpoint in servers.items():
         client = Minio(urlparse(endpoint).netloc, credentials=root, secure=False)
@@ -199,7 +199,26 @@ def test_a_pickle_planted_by_another_tenant_is_never_executed(cluster, tenants):
     assert not store_for(ran).exists(ran)
     # b's cleanup, with b's keys, deleted b's work and left a's plants where they were.
     assert all(store_for(uri).read_bytes(uri) == plant for uri in planted)
-    assert not store_for(f"s3://{WORK}/").list(f"s3://{WORK}/{b.namespace}/{folder}/")
+    for bucket in [WORK, *node_buckets]:
+        assert not store_for(f"s3://{bucket}/").list(f"s3://{bucket}/{b.namespace}/{folder}/")
+
+
+def test_a_code_bundle_in_another_tenants_prefix_is_never_loaded(cluster, tenants):
+    """Tenant a uploads a bundle where its own code bundles go; a job of b's that names it
+    (b tricked into it) is refused it by MinIO at planning, before any pod exists."""
+    a, b = tenants
+    bundle = f"s3://{WORK}/code/{a.namespace}/tricked.pkl"
+    ran = f"{b.bucket}/the-bundle-ran"
+    with acting_as(a):
+        store_for(bundle).write_bytes(bundle, planted_pickle(ran))
+    corpus(f"{b.bucket}/tricked", files=1, lines=20)
+    cluster.apply(job_manifest("tricked", b.namespace, f"{b.bucket}/tricked",
+                               code={"pickle": bundle}))
+    status = ended(cluster, b.namespace, "tricked")
+    assert status["phase"] == "Failed" and status["failureClass"] == "InvalidInput", status
+    assert f"refused to list {bundle}: AccessDenied" in status["message"], status
+    assert not job_pods(cluster, b.namespace, "tricked")
+    assert not store_for(ran).exists(ran)
 
 
 def test_overwrite_next_to_a_foreign_object_fails_at_planning_and_leaves_it(cluster, tenants):
