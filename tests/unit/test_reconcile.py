@@ -214,6 +214,28 @@ def test_a_forged_commit_naming_data_outside_the_job_is_neither_copied_nor_delet
     assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
 
 
+def test_a_commit_naming_data_that_is_gone_fails_the_job_and_changes_nothing(setup):
+    """A reduce COMMIT naming an object of the job's own prefix that does not exist (forged,
+    or its data deleted) fails the job naming it, before the earlier output is touched, rather
+    than failing every pass for ever."""
+    tmp_path, spec, settings, scratch = setup
+    earlier = tmp_path / "out"
+    earlier.mkdir()
+    (earlier / "part-00000").write_text("earlier\t1\n")
+    job = job_object(dict(spec, output=dict(spec["output"], overwrite=True)))
+    cluster = StandInCluster(job, scratch, settings)
+    work = work_uri(job, settings)[len("file://"):]
+    gone = f"file://{work}/reduce-00001/attempt-7"
+    os.makedirs(os.path.join(work, "reduce-00001"))
+    with open(os.path.join(work, "reduce-00001", "COMMIT"), "w") as f:
+        json.dump({"data": gone, "attempt": 7, "counters": {}}, f)
+    status = run_to_the_end(job, cluster, settings, timeout=60)
+    assert status["phase"] == "Failed" and status["failureClass"] == "StorageError", status
+    assert f"names {gone!r}, which does not exist" in status["message"]
+    assert os.listdir(earlier) == ["part-00000"]
+    assert (earlier / "part-00000").read_text() == "earlier\t1\n"
+
+
 def test_the_sweep_deletes_the_work_of_jobs_that_are_gone_and_only_that(setup):
     tmp_path, spec, settings, scratch = setup
     live = job_object(spec, uid="live00000000")
