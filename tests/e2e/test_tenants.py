@@ -120,32 +120,40 @@ def forging(offset, line):
     if TASK["index"] == 0 and offset == 0:
         for r, data in enumerate(FORGED):
             uri = f"{TASK['work']}/reduce-{r:05d}/COMMIT"
-            record = {"data": data, "attempt": 1, "counters": {}}
+            record = {"data": data.format(work=TASK["work"]), "attempt": 1, "counters": {}}
             store_for(uri).write_bytes(uri, json.dumps(record).encode())
     yield from mapper(offset, line)
 """
 
 
+@pytest.mark.parametrize("named", ["theirs", "dotdot"])
 def test_a_forged_commit_outside_the_jobs_prefix_is_neither_copied_nor_deleted(cluster,
-                                                                                tenants):
+                                                                                tenants, named):
+    """Reduce task 0's COMMIT names b's object, or (dotdot) a name under the job's prefix whose
+    `..` segments lead to b's work prefix; reduce task 1's, an object a's keys may read."""
     a, b = tenants
     theirs, own = f"{b.bucket}/keep/secret.txt", f"{a.bucket}/keep/mine.txt"
     store_for(theirs).write_bytes(theirs, b"tenant b only\n")
     store_for(own).write_bytes(own, b"a's own, outside the job's prefix\n")
     before = {**snapshot(a.bucket), **snapshot(b.bucket)}
-    corpus(f"{a.bucket}/forged", files=1, lines=40)
-    code = FORGER + f"\nFORGED = {[theirs, own]!r}\n"
-    cluster.apply(job_manifest("forger", a.namespace, f"{a.bucket}/forged", mapper="forging",
+    name = f"forger-{named}"
+    corpus(f"{a.bucket}/{name}", files=1, lines=40)
+    forged = theirs if named == "theirs" else \
+        "{work}/reduce-00000/../../../" + f"{b.namespace}/victim-1234abcd/reduce-00000/attempt-1"
+    code = FORGER + f"\nFORGED = {[forged, own]!r}\n"
+    cluster.apply(job_manifest(name, a.namespace, f"{a.bucket}/{name}", mapper="forging",
                                reducers=2, code={"inline": code}))
-    status = ended(cluster, a.namespace, "forger")
+    status = ended(cluster, a.namespace, name)
     assert status["phase"] == "Failed" and status["failureClass"] == "UntrustedCommit", status
-    assert f"the COMMIT of reduce task 0 names {theirs!r}" in status["message"], status
+    uid = cluster.get_json("mapreducejob", name, "-n", a.namespace)["metadata"]["uid"]
+    forged = forged.format(work=f"s3://{WORK}/{a.namespace}/{name}-{uid[:8]}")
+    assert f"the COMMIT of reduce task 0 names {forged!r}" in status["message"], status
     # No reduce task ran: the forged COMMITs stood for them, and the operator refused them.
-    assert not [p for p in job_pods(cluster, a.namespace, "forger")
+    assert not [p for p in job_pods(cluster, a.namespace, name)
                 if p["metadata"]["labels"]["kubemr.io/task-type"] == "reduce"]
     after = {**snapshot(a.bucket), **snapshot(b.bucket)}
     assert after[theirs] == before[theirs] and after[own] == before[own]
-    assert not [uri for uri in after if uri.startswith(f"{a.bucket}/forged/out/")]
+    assert not [uri for uri in after if uri.startswith(f"{a.bucket}/{name}/out/")]
 
 
 def planted_pickle(target: str) -> bytes:
