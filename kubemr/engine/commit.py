@@ -333,9 +333,10 @@ def commit_job(job_name: str, spec: dict, work: str, job_counters: dict,
     output (its lock). Idempotent: once this job's _SUCCESS is there, it only releases.
 
     The job must hold the output (claim_output, with uid `job_uid`). Every part a reduce COMMIT
-    names must pass `trusted` before anything is copied or deleted. Deleted are only the
-    earlier kubemr output the claim recorded; an object that appeared since is left alone,
-    and one in the way of a part or _SUCCESS stops the commit before it changes anything."""
+    names must pass `trusted`, and exist under `work`, before anything is copied or deleted.
+    Deleted are only the earlier kubemr output the claim recorded; an object that appeared
+    since is left alone, and one in the way of a part or _SUCCESS stops the commit before it
+    changes anything."""
     if not job_uid:
         raise ValueError("commit_job needs the uid of the job that claimed the output")
     prefix = output_prefix(spec)
@@ -369,6 +370,11 @@ def commit_job(job_name: str, spec: dict, work: str, job_counters: dict,
                 f"the COMMIT of reduce task {r} names {record.get('data')!r}, outside the "
                 f"job's work prefix {work}/: nothing was copied or deleted")
         parts.append(record["data"])
+    there = {o.uri for o in store_for(work).list(work + "/")}
+    for r, data in enumerate(parts):
+        if data not in there:
+            raise StorageError(f"the COMMIT of reduce task {r} names {data!r}, which does not "
+                               "exist: nothing was committed")
     written = {part_name(r) for r in range(spec["reducers"])} | {SUCCESS}
     replaces = set(claim.get("replaces") or ())
     present = [o.uri[len(prefix):] for o in store.list(prefix)]

@@ -34,5 +34,8 @@ def node_copies(uri: str, servers: list[dict]) -> list[str]:
 
 
 def within(uri: str, prefix: str, servers: list[dict]) -> bool:
-    """Whether `uri` lies under `prefix`, or under the same key on a node's server."""
+    """Whether `uri` lies under `prefix`, or under the same key on a node's server. A name with
+    a `.` or `..` segment lies under none: on a filesystem `..` leads out of the prefix."""
+    if {".", ".."} & set(uri.split("/")):
+        return False
     return any(uri.startswith(p + "/") for p in [prefix, *node_copies(prefix, servers)])

@@ -35,7 +35,7 @@ from kubemr.errors import (
 from kubemr.runtime.document import task_document
 from kubemr.runtime.logs import LOGS_DIR, attempt_log_uri, job_logs_uri
 from kubemr.scheduling import Decision, Launch, Policy, Task, counts, decide, new_tasks
-from kubemr.scheduling.failures import LAUNCH_FAILED, MAP_OUTPUT_LOST
+from kubemr.scheduling.failures import LAUNCH_FAILED, MAP_OUTPUT_LOST, STORAGE_ERROR
 from kubemr.scheduling.state import FAILED, SUCCEEDED
 from kubemr.spec.names import LABEL_ATTEMPT, LABEL_JOB_UID, LABEL_TASK_INDEX, LABEL_TASK_TYPE
 from kubemr.spec.template import TASK_TYPES, TEMPLATE_FIELDS, check_template
@@ -273,9 +273,10 @@ class Pass:
                     self.name, plan.spec, self.work, self._counters(),
                     trusted=lambda uri: owned_data(uri, self.work, self.settings),
                     job_uid=self.uid)
-            except (UntrustedCommit, OutputInUse) as e:
-                failure = "UntrustedCommit" if isinstance(e, UntrustedCommit) else INVALID_INPUT
-                self._record_failed(failure, str(e), (world, policy))
+            except StorageUnavailable:
+                raise  # the next pass commits again, from where this one stopped
+            except (UntrustedCommit, StorageError) as e:
+                self._record_failed(commit_failure(e), str(e), (world, policy))
                 self._cleanup()
                 return
             self._write_status("Succeeded", world, policy,
@@ -647,6 +648,16 @@ def _interned_keys(value):
 def _changed(old: list | None, new: list) -> bool:
     strip = [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in old or []]
     return strip != [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in new]
+
+
+def commit_failure(error: Exception) -> str:
+    """The failure class of a job whose commit was refused: another job holds the output, or
+    an object is in the way (InvalidInput), a COMMIT names data outside the job
+    (UntrustedCommit), or the store refused a request (StorageError): none of them goes away by
+    trying again."""
+    if isinstance(error, UntrustedCommit):
+        return "UntrustedCommit"
+    return INVALID_INPUT if isinstance(error, OutputInUse) else STORAGE_ERROR
 
 
 def owned_data(uri: str, work: str, settings: Settings) -> bool:

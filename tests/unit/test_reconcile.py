@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from kubemr_operator import reconcile as reconcile_module
@@ -185,9 +186,11 @@ def test_a_task_failing_on_every_attempt_fails_the_job_and_stops_its_pods(setup)
     assert [e for e in cluster.events if e[1] == "TaskFailed"]
 
 
-def test_a_forged_commit_naming_data_outside_the_job_is_neither_copied_nor_deleted(setup):
+@pytest.mark.parametrize("named", ["another tenant's object", "a path out of the prefix"])
+def test_a_forged_commit_naming_data_outside_the_job_is_neither_copied_nor_deleted(setup, named):
     """A task pod writes its own COMMIT; one that names another tenant's object (as code with
-    the job's credentials could write) fails the job, and that object is not touched."""
+    the job's credentials could write), or a name under the job's prefix whose `..` leads out
+    of it, fails the job, and that object is not touched."""
     tmp_path, spec, settings, scratch = setup
     secret = tmp_path / "other-team" / "secret.txt"
     secret.parent.mkdir()
@@ -195,16 +198,42 @@ def test_a_forged_commit_naming_data_outside_the_job_is_neither_copied_nor_delet
     job = job_object(spec)
     cluster = StandInCluster(job, scratch, settings)
     work = work_uri(job, settings)[len("file://"):]
+    data = f"file://{secret}" if named == "another tenant's object" else \
+        f"file://{work}/reduce-00001/" + "../" * len(Path(work).relative_to(tmp_path).parts) + \
+        "../other-team/secret.txt"
 
     # Planted as a task could, with the job's credentials: a COMMIT for reduce task 1.
     os.makedirs(os.path.join(work, "reduce-00001"))
     with open(os.path.join(work, "reduce-00001", "COMMIT"), "w") as f:
-        json.dump({"data": f"file://{secret}", "attempt": 1, "counters": {}}, f)
+        json.dump({"data": data, "attempt": 1, "counters": {}}, f)
+    assert Path(data[len("file://"):]).resolve() == secret
     status = run_to_the_end(job, cluster, settings)
     assert status["phase"] == "Failed" and status["failureClass"] == "UntrustedCommit"
-    assert str(secret) in status["message"]
+    assert data in status["message"]
     assert secret.read_text() == "not yours\n"
     assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+
+
+def test_a_commit_naming_data_that_is_gone_fails_the_job_and_changes_nothing(setup):
+    """A reduce COMMIT naming an object of the job's own prefix that does not exist (forged,
+    or its data deleted) fails the job naming it, before the earlier output is touched, rather
+    than failing every pass for ever."""
+    tmp_path, spec, settings, scratch = setup
+    earlier = tmp_path / "out"
+    earlier.mkdir()
+    (earlier / "part-00000").write_text("earlier\t1\n")
+    job = job_object(dict(spec, output=dict(spec["output"], overwrite=True)))
+    cluster = StandInCluster(job, scratch, settings)
+    work = work_uri(job, settings)[len("file://"):]
+    gone = f"file://{work}/reduce-00001/attempt-7"
+    os.makedirs(os.path.join(work, "reduce-00001"))
+    with open(os.path.join(work, "reduce-00001", "COMMIT"), "w") as f:
+        json.dump({"data": gone, "attempt": 7, "counters": {}}, f)
+    status = run_to_the_end(job, cluster, settings, timeout=60)
+    assert status["phase"] == "Failed" and status["failureClass"] == "StorageError", status
+    assert f"names {gone!r}, which does not exist" in status["message"]
+    assert os.listdir(earlier) == ["part-00000"]
+    assert (earlier / "part-00000").read_text() == "earlier\t1\n"
 
 
 def test_the_sweep_deletes_the_work_of_jobs_that_are_gone_and_only_that(setup):
