@@ -89,9 +89,9 @@ def _fetch(task: dict, spec: dict, functions, scratch: str, partition: int,
                 in zip(read, segments, strict=True)
                 if end > start and not store_for(uri).exists(uri)]
         if lost:
-            raise MapOutputLost(
-                f"committed outputs are gone: {', '.join(f'{s.kind} task {s.index}' for s, _ in lost)}"
-                f" ({e})", [[s.kind, s.index, number] for s, number in lost]) from e
+            names = ", ".join(f"{source.kind} task {source.index}" for source, _ in lost)
+            raise MapOutputLost(f"committed outputs are gone: {names} ({e})",
+                                [[s.kind, s.index, number] for s, number in lost]) from e
         raise
 
 

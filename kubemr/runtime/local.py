@@ -245,9 +245,11 @@ def run_local(job: JobSpec, workers: int | None = None, overwrite: bool = False,
 
     try:
         commit.claim_output(spec, commit.holder(job.name, job.namespace, run_id, "local"))
-        progress(f"job {job.name}: {len(splits)} map tasks, "
-                 + (f"{tree.combines} combine tasks in {tree.levels} levels, " if tree.levels
-                    else "") + f"{spec['reducers']} reduce tasks, {policy.parallelism} at once" + (f"; attempt logs in {logs}/" if logs else ""))
+        combines = f"{tree.combines} combine tasks in {tree.levels} levels, " \
+            if tree.levels else ""
+        progress(f"job {job.name}: {len(splits)} map tasks, {combines}{spec['reducers']} reduce "
+                 f"tasks, {policy.parallelism} at once"
+                 + (f"; attempt logs in {logs}/" if logs else ""))
         try:
             _schedule(tasks, policy, executor, document, progress, finished, work)
         except JobFailed as e:
