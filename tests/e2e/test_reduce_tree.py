@@ -25,6 +25,8 @@ def test_a_word_count_through_a_tree_of_reduces_is_exact(cluster, ns, tmp_path):
     assert status["combinesDone"] == f"{tree.combines}/{tree.combines}"
     assert status["combines"]["levels"] == tree.levels
     assert status["attempts"] == maps + tree.combines + 3
+    wide = cluster.kubectl("get", "mrj", "tree", "-n", ns, "-o", "wide").stdout
+    assert "COMBINES" in wide and f"{tree.combines}/{tree.combines}" in wide
     pods = cluster.get_json("pods", "-n", ns, "-l", "kubemr.io/job=tree")["items"]
     kinds = [p["metadata"]["labels"]["kubemr.io/task-type"] for p in pods]
     assert kinds.count("combine") == tree.combines
