@@ -88,7 +88,7 @@ class Task:
 
 
 def new_tasks(maps: int, reduces: int, fan_in: int | None = None) -> list[Task]:
-    """The job's tasks in launch order: maps, combines level by level (with a tree of reduces
+    """The job's tasks: maps, combines level by level (with a tree of reduces
     of `fan_in`), reduces; each with the tasks it needs."""
     tree = ReduceTree(maps, reduces, fan_in)
     tasks = {"map": [Task("map", i) for i in range(maps)]}
