@@ -39,8 +39,9 @@ class JobFailed(KubemrError):
 
 
 class MapOutputLost(StorageError):
-    """A reduce task cannot read committed map outputs: those maps must run again."""
+    """A task cannot read committed outputs (of maps, or of combine tasks in a tree of
+    reduces): the tasks that made them must run again."""
 
-    def __init__(self, message: str, lost: list[tuple[int, int]]):
+    def __init__(self, message: str, lost: list[list]):
         super().__init__(message)
-        self.lost = lost  # (map index, attempt) of each output that is gone
+        self.lost = lost  # [kind, index, attempt] of each output that is gone

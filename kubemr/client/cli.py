@@ -135,18 +135,26 @@ def _describe(args: argparse.Namespace) -> int:
     rows = []
     for a in attempts:
         counters = ((a.record or {}).get("counters") or {}).get("kubemr", {})
-        records_in = counters.get("map_input_records", counters.get("reduce_input_groups", ""))
-        records_out = counters.get("map_output_records", counters.get("reduce_output_records",
-                                                                      ""))
+        records_in = counters.get("map_input_records", counters.get(
+            "reduce_input_groups", counters.get("tree_input_groups", "")))
+        records_out = counters.get("map_output_records", counters.get(
+            "reduce_output_records", counters.get("tree_output_records", "")))
         local = ""
         if a.task_type == "map" and a.record:
             local = "yes" if a.record.get("dataNode") in (None, a.node) else "no"
-        rows.append([a.name, str(a.attempt), a.phase, a.node or "-", local,
+        name = a.name
+        if a.task_type == "combine" and a.record and "level" in a.record:
+            name += f" (level {a.record['level']})"
+        rows.append([name, str(a.attempt), a.phase, a.node or "-", local,
                      f"{a.seconds:.1f}s" if a.seconds is not None else "-", str(records_in),
                      str(records_out), (a.error.strip().splitlines() or [""])[-1][:60]])
     header = (f"Name:      {namespace}/{args.job}\nPhase:     {status.get('phase', 'Pending')}\n"
               f"Maps:      {status.get('mapsDone', '-')}\nReduces:   "
-              f"{status.get('reducesDone', '-')}\nAttempts:  {status.get('attempts', 0)}\n"
+              f"{status.get('reducesDone', '-')}\n"
+              + (f"Combines:  {status['combinesDone']} in "
+                 f"{status.get('combines', {}).get('levels', '?')} levels\n"
+                 if status.get("combinesDone") else "")
+              + f"Attempts:  {status.get('attempts', 0)}\n"
               f"Locality:  {status.get('locality', {})}\n")
     if status.get("message"):
         header += f"Message:   {status['message']}\n"
@@ -314,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     command("describe", _describe, "a job's status and a table of its task attempts", job=True)
     logs = command("logs", _logs, "a task attempt's log: its pod's, or once the pod is gone "
                    "the last MiB the attempt stored", job=True)
-    logs.add_argument("--task", default="map-0", help="task name: map-3, reduce-0 (default map-0)")
+    logs.add_argument("--task", default="map-0",
+                      help="task name: map-3, combine-2, reduce-0 (default map-0)")
     logs.add_argument("--attempt", type=int, help="attempt number (default: the latest)")
     command("cat", _cat, "print the job's output records", job=True)
     command("delete", _delete, "delete a job, its pods and its intermediate data", job=True)

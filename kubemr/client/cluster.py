@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from kubemr.errors import KubemrError, NotFound
 from kubemr.spec.names import API_VERSION, GROUP, KIND, PLURAL, VERSION
 
+TASK_ORDER = {"map": 0, "combine": 1, "reduce": 2}  # combine: a tree of reduces' levels
+
 
 @dataclass
 class TaskAttempt:
@@ -152,7 +154,8 @@ class Cluster:
                 labels["kubemr.io/task-type"], int(labels["kubemr.io/task-index"]),
                 int(labels["kubemr.io/attempt"]), pod.metadata.name, pod.status.phase or "",
                 pod.spec.node_name or "", started, finished, record, error))
-        return sorted(result, key=lambda a: (a.task_type != "map", a.index, a.attempt))
+        return sorted(result, key=lambda a: (TASK_ORDER.get(a.task_type, len(TASK_ORDER)),
+                                             a.index, a.attempt))
 
     def events(self, namespace: str, name: str) -> list[dict]:
         """The events on a job, oldest first: time, type, reason, message, count."""

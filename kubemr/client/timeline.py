@@ -6,7 +6,7 @@ import html
 
 from kubemr.client.cluster import TaskAttempt
 
-COLORS = {"map": "#4c78a8", "reduce": "#f58518", "failed": "#e45756"}
+COLORS = {"map": "#4c78a8", "combine": "#72b7b2", "reduce": "#f58518", "failed": "#e45756"}
 
 
 STYLE = (".node{font:12px sans-serif} .bar{font:9px sans-serif;fill:white} "

@@ -2,6 +2,8 @@
 
     {work}/map-00003/attempt-2.out   all R sorted runs of map task 3, attempt 2
     {work}/map-00003/COMMIT          JSON naming the committed attempt, its data and run index
+    {work}/combine-00007/attempt-1   one sorted run: a partition of a few lower outputs,
+                                     combined (a tree of reduces, spec.reduceTree)
     {work}/reduce-00001/attempt-1    the output part written by reduce task 1, attempt 1
     {work}/reduce-00001/COMMIT       JSON naming the committed attempt and its part
     {work}/map-00003/attempt-2.started   written before the attempt is launched
@@ -79,7 +81,7 @@ def parse_entry(work: str, uri: str) -> tuple[str, int, str, int | None] | None:
     if len(parts) != 2 or "-" not in parts[0]:
         return None
     task_type, _, index = parts[0].partition("-")
-    if task_type not in ("map", "reduce") or not index.isdigit():
+    if task_type not in ("map", "combine", "reduce") or not index.isdigit():
         return None
     name = parts[1]
     if name == "COMMIT":
@@ -405,9 +407,10 @@ def commit_job(job_name: str, spec: dict, work: str, job_counters: dict,
     return prefix
 
 
-def sum_counters(work: str, num_maps: int, num_reducers: int) -> dict:
+def sum_counters(work: str, num_maps: int, num_reducers: int, num_combines: int = 0) -> dict:
     total: dict = {}
-    for task_type, n in (("map", num_maps), ("reduce", num_reducers)):
+    for task_type, n in (("map", num_maps), ("combine", num_combines),
+                         ("reduce", num_reducers)):
         for i in range(n):
             record = read_commit(work, task_type, i)
             if record:

@@ -163,7 +163,7 @@ class MapTask:
         counts = []
         for groups in partitions:
             before = writer.records
-            for key, values in groups:  # _add_values, inline: this runs per key per spill
+            for key, values in groups:  # add_values, inline: this runs per key per spill
                 if isinstance(values, list):
                     writer.add(key, values)
                     continue
@@ -194,7 +194,7 @@ class MapTask:
                 before = writer.records
                 if self.values_sorted:
                     for key, values in merge_runs_sorted_values(runs, self.fn.value_key):
-                        _add_values(writer, key,
+                        add_values(writer, key,
                                     self.combine(key, values) if self.combine else values)
                 elif self.combine:
                     for key, values in merge_runs(runs):
@@ -212,7 +212,7 @@ class MapTask:
         return [(s, e, c) for (s, e), c in zip(writer.index, counts, strict=True)]
 
 
-def _add_values(writer: RunWriter, key: object, values: Iterable) -> None:
+def add_values(writer: RunWriter, key: object, values: Iterable) -> None:
     """Write a key's values: a list as one group, an iterator in groups of BATCH_VALUES."""
     if isinstance(values, list):
         writer.add(key, values)

@@ -1,4 +1,4 @@
-"""One task attempt, map or reduce, as a pod or a local worker process runs it.
+"""One task attempt, map, combine or reduce, as a pod or a local worker process runs it.
 
 The attempt is described by a task document (kubemr.runtime.document).
 """
@@ -19,6 +19,7 @@ from kubemr.engine.plan import load_split
 from kubemr.engine.reducetask import ReduceTask
 from kubemr.engine.usercode import load_functions, load_pickled
 from kubemr.errors import MapOutputLost, StorageError, UntrustedCommit
+from kubemr.scheduling.tree import ReduceTree, Source
 from kubemr.storage import store_for
 from kubemr.storage.nodes import on_node, within
 
@@ -34,6 +35,8 @@ def run_task(task: dict) -> dict:
     try:
         if task["type"] == "map":
             record = _run_map(task, spec, functions, scratch)
+        elif task["type"] == "combine":
+            record = _run_combine(task, spec, functions, scratch)
         else:
             record = _run_reduce(task, spec, functions, scratch)
     finally:
@@ -59,29 +62,56 @@ def _run_map(task: dict, spec: dict, functions, scratch: str) -> dict:
     return {"data": data, "index": index, "counters": _grouped(map_task.counters)}
 
 
-def _run_reduce(task: dict, spec: dict, functions, scratch: str) -> dict:
-    r = task["index"]
-    segments, sources = [], []
-    for m in range(task["maps"]):
-        record = commit.read_commit(task["work"], "map", m)
+def _fetch(task: dict, spec: dict, functions, scratch: str, partition: int,
+           sources: list[Source]) -> tuple[ReduceTask, list[str]]:
+    """Copy one partition's segment of each source's committed output to local disk. A
+    committed output that is gone fails the attempt as MapOutputLost, naming the outputs, so
+    that the tasks that made them run again."""
+    segments, read = [], []
+    for source in sources:
+        record = commit.read_commit(task["work"], source.kind, source.index)
         if record is None:
-            raise StorageError(f"map task {m} has no committed output under {task['work']}")
+            raise StorageError(f"{source.kind} task {source.index} has no committed output "
+                               f"under {task['work']}")
         if not within(record.get("data", ""), task["work"], _node_servers()):
-            raise UntrustedCommit(f"the COMMIT of map task {m} names {record.get('data')!r}, "
-                                  f"outside the job's work prefix {task['work']}/: not read")
-        start, end, _ = record["index"][r]
+            raise UntrustedCommit(f"the COMMIT of {source.kind} task {source.index} names "
+                                  f"{record.get('data')!r}, outside the job's work prefix "
+                                  f"{task['work']}/: not read")
+        # a map output holds every partition; a combine task's, only its own
+        start, end, _ = record["index"][partition if source.kind == "map" else 0]
         segments.append((record["data"], start, end))
-        sources.append((m, record["attempt"]))
+        read.append((source, record["attempt"]))
     reduce_task = ReduceTask(spec, functions, scratch)
     try:
-        paths = reduce_task.fetch(segments)
+        return reduce_task, reduce_task.fetch(segments)
     except StorageError as e:
-        lost = [source for source, (uri, start, end) in zip(sources, segments, strict=True)
+        lost = [(source, number) for (source, number), (uri, start, end)
+                in zip(read, segments, strict=True)
                 if end > start and not store_for(uri).exists(uri)]
         if lost:
-            raise MapOutputLost(f"committed map outputs are gone: map tasks "
-                                f"{[m for m, _ in lost]} ({e})", lost) from e
+            names = ", ".join(f"{source.kind} task {source.index}" for source, _ in lost)
+            raise MapOutputLost(f"committed outputs are gone: {names} ({e})",
+                                [[s.kind, s.index, number] for s, number in lost]) from e
         raise
+
+
+def _run_combine(task: dict, spec: dict, functions, scratch: str) -> dict:
+    tree = ReduceTree.of(spec, task["maps"])
+    where = tree.combine(task["index"])
+    reduce_task, paths = _fetch(task, spec, functions, scratch, where.partition,
+                                tree.combine_sources(task["index"]))
+    local = os.path.join(scratch, "combine.out")
+    index = reduce_task.combine(paths, local)
+    data = commit.attempt_data_uri(task["work"], "combine", task["index"], task["attempt"])
+    store_for(data).upload_file(data, local)
+    return {"data": data, "index": index, "level": where.level,
+            "partition": where.partition, "counters": _grouped(reduce_task.counters)}
+
+
+def _run_reduce(task: dict, spec: dict, functions, scratch: str) -> dict:
+    r = task["index"]
+    tree = ReduceTree.of(spec, task["maps"])
+    reduce_task, paths = _fetch(task, spec, functions, scratch, r, tree.reduce_sources(r))
     local = os.path.join(scratch, commit.part_name(r))
     reduce_task.run(paths, local)
     data = commit.attempt_data_uri(task["work"], "reduce", r, task["attempt"])

@@ -1,8 +1,9 @@
 """The task document: everything one attempt needs, built in one place for both runners.
 
-    {"job": {"name", "namespace", "spec"}, "work": URI, "type": "map" | "reduce",
+    {"job": {"name", "namespace", "spec"}, "work": URI, "type": "map" | "combine" | "reduce",
      "index": int, "attempt": int, "split": {...} (map), "dataNode": str | None (map),
-     "maps": int (reduce), "log": URI (optional: where the attempt stores its log's tail)}
+     "maps": int (combine, reduce: the tree of reduces, kubemr.scheduling.tree, follows from
+     it and the spec), "log": URI (optional: where the attempt stores its log's tail)}
 """
 
 from __future__ import annotations

@@ -32,8 +32,9 @@ from kubemr.runtime.runs import RunRecorder
 from kubemr.scheduling import Attempt, Policy, Task, decide, failure_of_report, new_tasks
 from kubemr.scheduling.failures import KILLED, MAP_OUTPUT_LOST, USER_ERROR
 from kubemr.scheduling.state import FAILED, RUNNING, SUCCEEDED
+from kubemr.scheduling.tree import ReduceTree
 from kubemr.spec.manifest import JobSpec
-from kubemr.spec.template import TASK_TYPES, plain_env, task_template
+from kubemr.spec.template import TASK_TYPES, TEMPLATE_OF, plain_env, task_template
 from kubemr.storage import join, normalize_uri, store_for
 
 POLL_SECONDS = 0.01
@@ -231,8 +232,10 @@ def run_local(job: JobSpec, workers: int | None = None, overwrite: bool = False,
     logs = join(normalize_uri(logs), run) if logs else None
     executor = LocalExecutor(scratch, heartbeat=max(0.05, min(5.0, policy.task_timeout / 4)),
                              by_kind={kind: TaskProcess.from_spec(spec, kind)
-                                      for kind in TASK_TYPES})
-    tasks = new_tasks(len(splits), spec["reducers"])
+                                      for kind in (*TASK_TYPES, *TEMPLATE_OF)})
+    tree = ReduceTree.of(spec, len(splits))
+    tree.check_size()
+    tasks = new_tasks(len(splits), spec["reducers"], tree.fan_in)
     finished: list[Attempt] = []
     run_id = uuid.uuid4().hex  # this run's claim on the output (commit.claim_output)
     recorder = RunRecorder(logs, job.name, job.namespace, spec, tasks, executor.records) \
@@ -248,8 +251,11 @@ def run_local(job: JobSpec, workers: int | None = None, overwrite: bool = False,
 
     try:
         commit.claim_output(spec, commit.holder(job.name, job.namespace, run_id, "local"))
-        progress(f"job {job.name}: {len(splits)} map tasks, {spec['reducers']} reduce tasks, "
-                 f"{policy.parallelism} at once" + (f"; attempt logs in {logs}/" if logs else ""))
+        combines = f"{tree.combines} combine tasks in {tree.levels} levels, " \
+            if tree.levels else ""
+        progress(f"job {job.name}: {len(splits)} map tasks, {combines}{spec['reducers']} reduce "
+                 f"tasks, {policy.parallelism} at once"
+                 + (f"; attempt logs in {logs}/" if logs else ""))
         try:
             _schedule(tasks, policy, executor, document, progress, finished, work, recorder)
         except JobFailed as e:
@@ -258,7 +264,7 @@ def run_local(job: JobSpec, workers: int | None = None, overwrite: bool = False,
             if logs:
                 raise JobFailed(f"{e}\n(every attempt's log is in {logs}/)") from None
             raise
-        counters = commit.sum_counters(work, len(splits), spec["reducers"])
+        counters = commit.sum_counters(work, len(splits), spec["reducers"], tree.combines)
         output = commit.commit_job(job.name, spec, work, counters, job_uid=run_id)
         if recorder:
             recorder.save("Succeeded", counters=counters, force=True)
@@ -289,7 +295,7 @@ def _schedule(tasks: list[Task], policy: Policy, executor: LocalExecutor,
             if stop.attempt.state == FAILED:
                 _report(stop.task, stop.attempt, finished, progress, recorder)
         for task in decision.lost_maps:
-            store_for(work).delete(commit.commit_uri(work, "map", task.index))
+            store_for(work).delete(commit.commit_uri(work, task.kind, task.index))
             lost = next(a for a in reversed(task.attempts) if a.failure == MAP_OUTPUT_LOST)
             _report(task, lost, finished, progress, recorder)
         if decision.phase == "Failed":

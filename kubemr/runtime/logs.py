@@ -53,8 +53,8 @@ def attempt_log_uri(logs: str, task_type: str, index: int, attempt: int) -> str:
 def parse_task(name: str) -> tuple[str, int]:
     """("map", 3) of a task named map-3 (or map-00003)."""
     kind, _, index = name.partition("-")
-    if kind not in ("map", "reduce") or not index.isdigit():
-        raise NotFound(f"no task is named {name!r}: name one like map-3 or reduce-0")
+    if kind not in ("map", "combine", "reduce") or not index.isdigit():
+        raise NotFound(f"no task is named {name!r}: name one like map-3, combine-2 or reduce-0")
     return kind, int(index)
 
 

@@ -38,10 +38,10 @@ class Stop:
 
 @dataclass
 class Decision:
-    phase: str  # Mapping | Reducing | Succeeded | Failed
+    phase: str  # Mapping | Reducing | Succeeded | Failed (Reducing: every map has committed)
     launch: list[Launch] = field(default_factory=list)
     stop: list[Stop] = field(default_factory=list)
-    lost_maps: list[Task] = field(default_factory=list)  # committed map outputs to make again
+    lost_maps: list[Task] = field(default_factory=list)  # committed outputs to make again
     failure: str = ""  # the class that failed the job
     message: str = ""
     waiting: int = 0  # tasks ready to run but held back by parallelism or backoff
@@ -57,19 +57,18 @@ def decide(tasks: list[Task], policy: Policy, now: float,
                      f"the job ran longer than activeDeadlineSeconds "
                      f"({policy.active_deadline:.0f}s)")
     maps = [t for t in tasks if t.kind == "map"]
-    reduces = [t for t in tasks if t.kind == "reduce"]
-    lost = _lose_map_outputs(maps, reduces, now)
+    lost = _lose_outputs(tasks, now)
     mapping = not all(t.committed for t in maps)
-    if not mapping and all(t.committed for t in reduces):
+    if all(t.committed for t in tasks):
         return Decision("Succeeded", stop=stops)
     if policy.suspended:
         return _suspend(tasks, stops, lost, now)
     decision = Decision("Mapping" if mapping else "Reducing", stop=stops, lost_maps=lost)
-    active = maps if mapping else reduces
-    for task in active:
+    for task in tasks:
         failure = _exhausted(task, policy)
         if failure:
             return _fail(tasks, stops, *failure)
+    active = _ready(tasks)
     running = sum(1 for t in tasks if not t.committed for a in t.attempts
                   if a.active or a.state == SUCCEEDED)
     room = policy.parallelism - running
@@ -82,9 +81,31 @@ def decide(tasks: list[Task], policy: Policy, now: float,
         else:
             decision.waiting += 1
     if policy.speculation and not decision.launch and not decision.waiting:
-        room -= len(decision.launch)
-        decision.launch += _backups(active, now)[:max(0, room)]
+        for kind in ("map", "combine", "reduce"):
+            room = policy.parallelism - running - len(decision.launch)
+            peers = [t for t in active if t.kind == kind]
+            if peers:
+                peers += [t for t in tasks if t.kind == kind and t.committed]
+                decision.launch += _backups(peers, now)[:max(0, room)]
     return decision
+
+
+LAUNCH_ORDER = {"combine": 0, "map": 1, "reduce": 2}
+
+
+def _ready(tasks: list[Task]) -> list[Task]:
+    """The uncommitted tasks whose inputs have all committed. Combine tasks come first, so a
+    tree of reduces keeps pace with the maps rather than waiting for the last of them."""
+    met: dict[int, bool] = {}  # id(needs) -> all committed: reduce tasks share one list
+
+    def needs_met(task: Task) -> bool:
+        key = id(task.needs)
+        if key not in met:
+            met[key] = all(t.committed for t in task.needs)
+        return met[key]
+
+    ready = [t for t in tasks if not t.committed and needs_met(t)]
+    return sorted(ready, key=lambda t: LAUNCH_ORDER[t.kind])
 
 
 SPECULATE_AFTER = 1.5  # a backup starts past 1.5 x the median time of the phase's committed tasks
@@ -143,21 +164,23 @@ def _time_out(tasks: list[Task], policy: Policy, now: float) -> list[Stop]:
     return stops
 
 
-def _lose_map_outputs(maps: list[Task], reduces: list[Task], now: float) -> list[Task]:
-    """Committed map outputs that a reduce attempt could not read are made again."""
+def _lose_outputs(tasks: list[Task], now: float) -> list[Task]:
+    """Committed outputs that an attempt could not read are made again."""
+    by_key = {(t.kind, t.index): t for t in tasks}
     lost = []
-    for reduce in reduces:
-        attempt = reduce.latest
+    for reader in tasks:
+        attempt = reader.latest
         if attempt is None or attempt.failure != MAP_OUTPUT_LOST:
             continue
-        for index, number in attempt.lost_maps:
-            task = maps[index] if index < len(maps) else None
+        for entry in attempt.lost_maps:
+            kind, index, number = entry if len(entry) == 3 else ("map", *entry)
+            task = by_key.get((kind, index))
             committed = task.committed_attempt or (task.latest and task.latest.number) \
                 if task else None
             if task and task.committed and committed == number:
                 task.committed, task.committed_attempt = False, None
                 task.attempt(number).fail(MAP_OUTPUT_LOST, f"its committed output was lost: "
-                                          f"{reduce.label} could not read it", now)
+                                          f"{reader.label} could not read it", now)
                 lost.append(task)
     return lost
 

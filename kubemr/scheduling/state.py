@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kubemr.scheduling.tree import ReduceTree
+
 PENDING, RUNNING, SUCCEEDED, FAILED = "pending", "running", "succeeded", "failed"
 ACTIVE = (PENDING, RUNNING)
 
@@ -13,7 +15,7 @@ class Attempt:
     """One attempt of a task: the single record both executors fill in."""
 
     number: int
-    kind: str = ""  # of its task: "map" | "reduce"
+    kind: str = ""  # of its task: "map" | "combine" | "reduce"
     index: int = 0
     state: str = PENDING
     failure: str = ""  # the failure class, when failed
@@ -22,7 +24,9 @@ class Attempt:
     launched: float | None = None  # when the executor started it
     progress: float | None = None  # when it last made progress (records read or written)
     finished: float | None = None
-    lost_maps: tuple[int, ...] = ()  # map outputs a reduce attempt could not read
+    # committed outputs the attempt could not read: (map index, attempt) of a map's, or
+    # (kind, index, attempt) of any task's
+    lost_maps: tuple[tuple, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -45,11 +49,15 @@ class Attempt:
 
 @dataclass(slots=True)
 class Task:
-    kind: str  # "map" | "reduce"
+    kind: str  # "map" | "combine" | "reduce"
     index: int
     committed: bool = False
     attempts: list[Attempt] = field(default_factory=list)
     committed_attempt: int | None = None  # the attempt whose output was committed, if known
+    # the tasks whose committed outputs it reads: it starts once they have all committed
+    # (reduce tasks without a tree share one list, every map)
+    needs: list[Task] = field(default_factory=list, repr=False, compare=False)
+    level: int = 0  # of a combine task in the tree of reduces
 
     @property
     def latest(self) -> Attempt | None:
@@ -74,8 +82,24 @@ class Task:
 
     @property
     def label(self) -> str:
+        if self.kind == "combine":
+            return f"combine task {self.index} (level {self.level})"
         return f"{self.kind} task {self.index}"
 
 
-def new_tasks(maps: int, reduces: int) -> list[Task]:
-    return [Task("map", i) for i in range(maps)] + [Task("reduce", r) for r in range(reduces)]
+def new_tasks(maps: int, reduces: int, fan_in: int | None = None) -> list[Task]:
+    """The job's tasks: maps, combines level by level (with a tree of reduces
+    of `fan_in`), reduces; each with the tasks it needs."""
+    tree = ReduceTree(maps, reduces, fan_in)
+    tasks = {"map": [Task("map", i) for i in range(maps)]}
+    tasks["combine"] = [Task("combine", i, level=tree.combine(i).level)
+                        for i in range(tree.combines)]
+    for task in tasks["combine"]:
+        task.needs = [tasks[s.kind][s.index] for s in tree.combine_sources(task.index)]
+    every_map = tasks["map"]
+    tasks["reduce"] = []
+    for r in range(reduces):
+        needs = every_map if not tree.levels else \
+            [tasks[s.kind][s.index] for s in tree.reduce_sources(r)]
+        tasks["reduce"].append(Task("reduce", r, needs=needs))
+    return tasks["map"] + tasks["combine"] + tasks["reduce"]

@@ -73,6 +73,11 @@ RULES: dict[str, Callable[[Any], bool]] = {
     "!has(self.allowPrivilegeEscalation) || !self.allowPrivilegeEscalation":
         lambda v: not v.get("allowPrivilegeEscalation", False),
     "!has(self.privileged) || !self.privileged": lambda v: not v.get("privileged", False),
+    # spec.reduceTree: what the tree's levels combine with
+    "!has(self.reduceTree) || has(self.combiner) || self.reduceTree.associative":
+        lambda v: "reduceTree" not in v or "combiner" in v or v["reduceTree"]["associative"],
+    "!has(self.reduceTree) || !self.reduceTree.associative || has(self.reducer)":
+        lambda v: "reduceTree" not in v or not v["reduceTree"]["associative"] or "reducer" in v,
 }
 # Every object's name, as the API server checks it (a DNS-1123 subdomain).
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")

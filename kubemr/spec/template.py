@@ -14,7 +14,10 @@ import copy
 from kubemr.spec.manifest import check_fields
 
 TEMPLATE_FIELDS = ("template", "map", "reduce")
-TASK_TYPES = ("map", "reduce")
+TASK_TYPES = ("map", "reduce")  # the task types a template is given for
+# A combine task of a tree of reduces (spec.reduceTree) is reduce work: it runs with the reduce
+# task template.
+TEMPLATE_OF = {"combine": "reduce"}
 REQUIRED = "requiredDuringSchedulingIgnoredDuringExecution"
 PREFERRED = "preferredDuringSchedulingIgnoredDuringExecution"
 
@@ -34,7 +37,7 @@ def task_template(spec: dict, kind: str) -> dict:
     """The template of one task type's pods: spec.template, spec.<kind>.template over it, and
     resources over spec.resources (by resource name)."""
     base = spec.get("template") or {}
-    over = (spec.get(kind) or {}).get("template") or {}
+    over = (spec.get(TEMPLATE_OF.get(kind, kind)) or {}).get("template") or {}
     merged = merge_templates(base, over)
     resources = merge_resources(spec.get("resources") or {}, merged.get("resources") or {})
     if resources:

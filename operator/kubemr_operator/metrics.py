@@ -82,7 +82,7 @@ class Metrics:
             self.job_seconds.labels(phase)
         for reason in ("parallelism", "pending"):
             self.waiting.labels(reason)
-        for kind in ("map", "reduce"):
+        for kind in ("map", "combine", "reduce"):
             self.attempts.labels(kind, SUCCEEDED)
             self.task_seconds.labels(kind)
         # Events before `since` (when this replica began leading) were another's to count.

@@ -37,6 +37,7 @@ from kubemr.runtime.logs import LOGS_DIR, attempt_log_uri, job_logs_uri
 from kubemr.scheduling import Decision, Launch, Policy, Task, counts, decide, new_tasks
 from kubemr.scheduling.failures import LAUNCH_FAILED, MAP_OUTPUT_LOST, STORAGE_ERROR
 from kubemr.scheduling.state import FAILED, SUCCEEDED
+from kubemr.scheduling.tree import ReduceTree
 from kubemr.spec.names import LABEL_ATTEMPT, LABEL_JOB_UID, LABEL_TASK_INDEX, LABEL_TASK_TYPE
 from kubemr.spec.template import TASK_TYPES, TEMPLATE_FIELDS, check_template
 from kubemr.storage import Credentials, join, store_for, using
@@ -160,6 +161,7 @@ def load_plan(job: dict, work: str, settings: Settings,
         raise ManifestError(f"spec.code.pickle names {code}, which does not exist")
     splits = plan_splits(spec["input"]["uris"], spec["input"]["format"],
                          spec["input"]["splitSize"], servers=settings.node_servers)
+    ReduceTree.of(spec, len(splits)).check_size()
     meta = job["metadata"]
     with _claims:
         commit.claim_output(spec, commit.holder(meta["name"], meta.get("namespace", "default"),
@@ -262,7 +264,7 @@ class Pass:
         metrics.decided(self.job, world.tasks, world.pods, decision, self.now)
         self._record_attempt_failures(world)
         for task in decision.lost_maps:
-            self._drop_map_output(task)
+            self._drop_output(task)
         if decision.phase == "Failed":
             self._stop(world, decision)
             self._record_failed(decision.failure, decision.message, (world, policy))
@@ -313,9 +315,12 @@ class Pass:
                 raise PlanningFailed(str(e)) from e
             except Exception as e:  # planning is deterministic: it would fail again the same way
                 raise PlanningFailed(f"the job cannot be planned: {type(e).__name__}: {e}") from e
+            plan = self.cache.plan
+            tree = ReduceTree.of(plan.spec, len(plan.splits))
             self.events(self.job, "Normal", "Planned",
-                        f"{len(self.cache.plan.splits)} map tasks, "
-                        f"{self.cache.plan.spec['reducers']} reduce tasks")
+                        f"{len(plan.splits)} map tasks, " +
+                        (f"{tree.combines} combine tasks in {tree.levels} levels, "
+                         if tree.levels else "") + f"{plan.spec['reducers']} reduce tasks")
         return self.cache.plan
 
     def _check_template(self) -> None:
@@ -390,7 +395,8 @@ class Pass:
             elif what == "failed":
                 failed.add((task_type, index, number))
         ready_nodes = self.kube.ready_nodes()
-        tasks = new_tasks(len(plan.splits), plan.spec["reducers"])
+        tasks = new_tasks(len(plan.splits), plan.spec["reducers"],
+                          ReduceTree.of(plan.spec, len(plan.splits)).fan_in)
         world = World(tasks, pods, sum(len(s) for s in started.values()), set())
         for task in tasks:
             key = (task.kind, task.index)
@@ -454,7 +460,7 @@ class Pass:
                                  "is not ready", self.now)
                 lost.append(task)
         for task in lost:
-            self._drop_map_output(task)
+            self._drop_output(task)
         if lost:
             self.events(self.job, "Warning", "MapOutputLost",
                         f"map outputs {[t.index for t in lost]} were on a lost node; running "
@@ -483,9 +489,9 @@ class Pass:
                             f"{task.label} attempt {attempt.number} failed ({attempt.failure}) "
                             f"on {attempt.node or 'no node'}: {last}")
 
-    def _drop_map_output(self, task: Task) -> None:
-        self.store.delete(commit.commit_uri(self.work, "map", task.index))
-        self.cache.commits.pop(("map", task.index), None)
+    def _drop_output(self, task: Task) -> None:
+        self.store.delete(commit.commit_uri(self.work, task.kind, task.index))
+        self.cache.commits.pop((task.kind, task.index), None)
 
     def _stop(self, world: World, decision: Decision) -> None:
         for stop in decision.stop:
@@ -592,6 +598,11 @@ class Pass:
                        mapsDone=f"{maps['succeeded']}/{maps['total']}",
                        reducesDone=f"{reduces['succeeded']}/{reduces['total']}",
                        attempts=world.attempts_started, locality=self._locality(self.cache.plan))
+            combines = counts(world.tasks, "combine", policy)
+            if combines["total"]:
+                levels = max(t.level for t in world.tasks if t.kind == "combine")
+                new.update(combines={**combines, "levels": levels},
+                           combinesDone=f"{combines['succeeded']}/{combines['total']}")
         new["conditions"] = conditions(self.status.get("conditions") or [], phase,
                                        new.get("message", ""), generation,
                                        reason=new.get("failureClass"))

@@ -19,7 +19,22 @@ from kubemr_operator.config import Settings
 from kubemr_operator.reconcile import reconcile
 from kubernetes.client.rest import ApiException
 
+from kubemr.runtime import local
 from kubemr.runtime.local import parse_quantity
+
+
+def lose_before_the_first_reduce(monkeypatch, lose) -> None:
+    """Have the local runner call lose(work) once, as it launches the first reduce attempt:
+    what the stand-in cluster's lose_before_reduce does for the operator."""
+    launch, lost = local.LocalExecutor.launch, []
+
+    def launch_losing_once(self, task, document, now):
+        if task.kind == "reduce" and not lost:
+            lose(document["work"])
+            lost.append(True)
+        return launch(self, task, document, now)
+
+    monkeypatch.setattr(local.LocalExecutor, "launch", launch_losing_once)
 
 
 def iso(t: float) -> str:

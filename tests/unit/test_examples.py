@@ -54,6 +54,13 @@ def test_pod_template_variables_reach_each_task_type(tmp_path):
     assert "madison" not in counts and min(counts.values()) == 6  # the reducers' MIN_COUNT (5)
 
 
+def test_sum_of_squares_through_a_tree_of_reduces(tmp_path):
+    result, parts = run_example("sum-of-squares.yaml", tmp_path)
+    assert parts == [["sum of squares\t385"]]
+    assert result.maps == 11
+    assert sum(1 for a in result.attempts if a.kind == "combine" and a.ok) == 6 + 3 + 2
+
+
 def test_cluster_example_is_a_valid_manifest():
     assert load_manifest("examples/wordcount-s3.yaml").spec["reducers"] == 2
 

@@ -21,11 +21,15 @@ from kubemr_operator.reconcile import work_uri
 
 from kubemr.engine import commit
 from kubemr.errors import JobFailed
-from kubemr.runtime import local
 from kubemr.runtime.local import run_local
 from kubemr.spec.names import LABEL_JOB_UID
 from tests.conftest import make_job, read_output
-from tests.unit.standin import StandInCluster, job_object, run_to_the_end
+from tests.unit.standin import (
+    StandInCluster,
+    job_object,
+    lose_before_the_first_reduce,
+    run_to_the_end,
+)
 
 FIRST_ATTEMPT_ONLY = """
 import os, signal, sys, time
@@ -98,16 +102,7 @@ def lose_map_output(work: str) -> None:
 def run_locally(tmp_path, scenario, monkeypatch):
     job = job_for(tmp_path, scenario, "local")
     if scenario == "lost map output":
-        launch = local.LocalExecutor.launch
-        lost = []
-
-        def launch_losing_once(self, task, document, now):
-            if task.kind == "reduce" and not lost:
-                lose_map_output(document["work"])
-                lost.append(True)
-            return launch(self, task, document, now)
-
-        monkeypatch.setattr(local.LocalExecutor, "launch", launch_losing_once)
+        lose_before_the_first_reduce(monkeypatch, lose_map_output)
     result = run_local(job, workers=2)
     failed = [(a.kind, a.index, a.number, a.failure) for a in result.attempts if not a.ok]
     return sorted(failed), counts_in(tmp_path / "out-local")

@@ -39,3 +39,13 @@ def test_a_job_with_no_started_task_says_so():
     assert "no task has started yet" in render_svg("wc", [], now=0.0)
     waiting = [attempt("map", 0, 1, "", None, None, "Pending")]
     assert "no task has started yet" in render_html("wc", waiting, now=0.0)
+
+
+def test_combine_tasks_of_a_tree_of_reduces_have_a_color_of_their_own():
+    tree = [*ATTEMPTS[1:3], attempt("combine", 0, 1, "node-a", 104.0, 105.0),
+            ATTEMPTS[3]]
+    root = ET.fromstring(render_svg("tree", tree, now=200.0))
+    fills = {b.find(f"{SVG}title").text.split(" ")[0]: b.get("fill")
+             for b in root.findall(f"{SVG}rect[{SVG}title]")}
+    assert fills["combine-0"] not in (fills["map-0"], fills["reduce-0"])
+    assert "combine" in render_html("tree", tree, now=200.0)
