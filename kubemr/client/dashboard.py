@@ -108,9 +108,9 @@ def _table(header: list[str], rows: list[list[str]], table_id: str) -> str:
 
 
 def _progress(status: dict) -> tuple[int, int]:
-    """Tasks committed and tasks in all, maps and reduces together."""
+    """Tasks committed and tasks in all: maps, a tree's combines and reduces together."""
     done = total = 0
-    for kind in ("maps", "reduces"):
+    for kind in ("maps", "combines", "reduces"):
         counts = status.get(kind) or {}
         done += int(counts.get("succeeded") or 0)
         total += int(counts.get("total") or 0)
@@ -145,9 +145,20 @@ def jobs_page(title: str, jobs: list[dict]) -> str:
 
 def _records(attempt: TaskAttempt) -> tuple[str, str]:
     counters = ((attempt.record or {}).get("counters") or {}).get("kubemr", {})
-    records_in = counters.get("map_input_records", counters.get("reduce_input_groups", ""))
-    records_out = counters.get("map_output_records", counters.get("reduce_output_records", ""))
+    records_in = counters.get("map_input_records", counters.get(
+        "tree_input_groups" if attempt.task_type == "combine" else "reduce_input_groups", ""))
+    records_out = counters.get("map_output_records", counters.get(
+        "tree_output_records" if attempt.task_type == "combine" else "reduce_output_records",
+        ""))
     return str(records_in), str(records_out)
+
+
+TASK_TYPES = ("map", "combine", "reduce")
+
+
+def _task_order(attempt: TaskAttempt) -> tuple:
+    return (TASK_TYPES.index(attempt.task_type) if attempt.task_type in TASK_TYPES else 3,
+            attempt.index, attempt.attempt)
 
 
 def _data_local(attempt: TaskAttempt) -> str:
@@ -206,6 +217,7 @@ def job_page(job: dict, attempts: list[TaskAttempt], events: list[dict], now: fl
     source, output = _uris(job.get("spec") or {})
     done, total = _progress(status)
     facts = [("Phase", _phase(status)), ("Maps", esc(status.get("mapsDone", "-"))),
+             *([("Combines", esc(status["combinesDone"]))] if status.get("combinesDone") else []),
              ("Reduces", esc(status.get("reducesDone", "-"))),
              ("Tasks committed", f"{done}/{total}"),
              ("Attempts", esc(status.get("attempts", len(attempts)))),
@@ -337,7 +349,7 @@ class ClusterJobs:
         seen = {(a.task_type, a.index, a.attempt) for a in attempts}
         gone = [TaskAttempt(kind, index, number, "", POD_GONE, "", None, None, None, "")
                 for kind, index, number in sorted(stored) if (kind, index, number) not in seen]
-        return sorted(attempts + gone, key=lambda a: (a.task_type != "map", a.index, a.attempt))
+        return sorted(attempts + gone, key=_task_order)
 
     def events(self, namespace: str, name: str) -> list[dict]:
         self._check(namespace)
@@ -369,7 +381,7 @@ class LocalRuns:
 
     def attempts(self, namespace: str, name: str) -> list[TaskAttempt]:
         attempts = [TaskAttempt(**a) for a in self.job(namespace, name)["attempts"]]
-        return sorted(attempts, key=lambda a: (a.task_type != "map", a.index, a.attempt))
+        return sorted(attempts, key=_task_order)
 
     def events(self, namespace: str, name: str) -> list[dict]:
         return self.job(namespace, name)["events"]
