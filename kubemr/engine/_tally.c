@@ -299,6 +299,58 @@ Tally_add(Tally *self, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_TRUE;
 }
 
+PyDoc_STRVAR(Tally_pump_doc,
+"pump(pairs, value, limit) -> (counted, rest)\n\n"
+"Take up to `limit` items from the iterator `pairs` (the mapper's output) and count those\n"
+"that are (str, value) tuples holding this very `value` object, one by one as they come, so\n"
+"that no batch of them is ever listed. Stops early at the first item that is not such a pair:\n"
+"`rest` is then a list holding it, for the caller to add another way, else an empty list.");
+
+static PyObject *
+Tally_pump(Tally *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyIter_Check(args[0]) || !PyLong_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "Tally.pump(pairs: iterator, value, limit: int)");
+        return NULL;
+    }
+    PyObject *pairs = args[0], *value = args[1], *rest = NULL;
+    Py_ssize_t limit = PyLong_AsSsize_t(args[2]), counted = 0;
+    if (limit == -1 && PyErr_Occurred())
+        return NULL;
+    iternextfunc next = Py_TYPE(pairs)->tp_iternext;
+    while (counted < limit) {
+        PyObject *pair = next(pairs);
+        if (pair == NULL) {
+            if (PyErr_Occurred()) {
+                if (!PyErr_ExceptionMatches(PyExc_StopIteration))
+                    return NULL;
+                PyErr_Clear();
+            }
+            break;
+        }
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2
+                || PyTuple_GET_ITEM(pair, 1) != value
+                || !is_plain_str(PyTuple_GET_ITEM(pair, 0))) {
+            rest = pair;
+            break;
+        }
+        PyObject *key = PyTuple_GET_ITEM(pair, 0);
+        int failed = count_key(self, key, str_hash(key));
+        Py_DECREF(pair);
+        if (failed)
+            return NULL;
+        counted++;
+    }
+    PyObject *listed = rest ? PyList_New(1) : PyList_New(0);
+    if (listed == NULL) {
+        Py_XDECREF(rest);
+        return NULL;
+    }
+    if (rest)
+        PyList_SET_ITEM(listed, 0, rest);
+    return Py_BuildValue("(nN)", counted, listed);
+}
+
 PyDoc_STRVAR(Tally_items_doc,
 "items() -> list of (key, count), in no particular order");
 
@@ -331,6 +383,7 @@ Tally_len(Tally *self)
 
 static PyMethodDef Tally_methods[] = {
     {"add", (PyCFunction)(void (*)(void))Tally_add, METH_FASTCALL, Tally_add_doc},
+    {"pump", (PyCFunction)(void (*)(void))Tally_pump, METH_FASTCALL, Tally_pump_doc},
     {"items", (PyCFunction)Tally_items, METH_NOARGS, Tally_items_doc},
     {NULL, NULL, 0, NULL},
 };
