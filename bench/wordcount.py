@@ -1,6 +1,7 @@
 """Word count benchmark for the local runner, against the ceiling and a hand-written Counter.
 
-    python bench/wordcount.py [--size-mib 1024] [--runs 3] [--buffer-mib 64] [--corpus long,short]
+    python bench/wordcount.py [--size-mib 1024] [--files 16] [--runs 3] [--buffer-mib 64]
+                              [--corpus long,short] [--configs combiner,no-combiner,ceiling,counter]
 
 The ceiling is the bare mapper in 2 processes at once, each over half of the files. Each
 configuration runs in a fresh subprocess (`--one CONFIG`), so that its peak RSS is its own; the
@@ -188,6 +189,8 @@ def report(shape: str, folder: str, size: int, results: dict[str, list[dict]],
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024, help="size of each corpus (MiB)")
+    parser.add_argument("--files", type=int, default=16, help="files in each corpus (each at "
+                        "least 16 MiB)")
     parser.add_argument("--runs", type=int, default=3, help="runs per configuration")
     parser.add_argument("--buffer-mib", type=int, default=64, help="mapBufferSize (MiB)")
     parser.add_argument("--corpus", default="long,short", help="corpora: long, short or both")
@@ -205,7 +208,7 @@ def main() -> None:
         return
     shapes = args.corpus.split(",")
     configs = [c for c in CONFIGS if c in args.configs.split(",")]
-    folders = {s: corpus(args.size_mib << 20, shape=s) for s in shapes}
+    folders = {s: corpus(args.size_mib << 20, args.files, shape=s) for s in shapes}
     sizes = {s: sum(os.path.getsize(p) for p in files_of(f)) for s, f in folders.items()}
     print(f"corpora: {', '.join(f'{s} {sizes[s] / 2**20:.0f} MiB' for s in shapes)}; buffer "
           f"{args.buffer_mib} MiB; {args.runs} runs each", flush=True)

@@ -240,15 +240,21 @@ class LocalExecutor:
             ended.append((task, key[2]))
         return ended
 
+    def start_workers(self, kind: str, count: int) -> None:
+        """Start `count` workers for this task type ahead of its attempts, so that the second
+        one is ready when the first attempts end (a job of one map task and two reduces)."""
+        for _ in range(count):
+            self._start_worker(kind)
+
     def _retire(self, worker: _Worker) -> None:
-        """End the worker (once its stdin closes, an idle one exits) and forget it."""
+        """End the worker and forget it. It holds nothing between attempts, so it is killed
+        rather than waited for to shut down."""
+        worker.popen.kill()
+        worker.popen.wait()
         try:
             worker.popen.stdin.close()
         except OSError:
             pass
-        if worker.attempt is not None:
-            worker.popen.kill()
-        worker.popen.wait()
         os.close(worker.replies)
         self.workers.remove(worker)
 
@@ -318,6 +324,7 @@ def run_local(job: JobSpec, workers: int | None = None, overwrite: bool = False,
 
     try:
         commit.claim_output(spec, commit.holder(job.name, job.namespace, run_id, "local"))
+        executor.start_workers("map", min(policy.parallelism, len(tasks)))
         progress(f"job {job.name}: {len(splits)} map tasks, {spec['reducers']} reduce tasks, "
                  f"{policy.parallelism} at once" + (f"; attempt logs in {logs}/" if logs else ""))
         try:
