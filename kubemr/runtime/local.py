@@ -1,4 +1,4 @@
-"""The local runner: a whole job on this machine, each task attempt in its own worker process.
+"""The local runner: a whole job on this machine, its task attempts in worker processes.
 
 It runs the same task code as the pods (`python -m kubemr.runtime.worker`), serializes every
 intermediate record, uses the real partitioner and combiner, and is driven by the same scheduler
