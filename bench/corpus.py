@@ -1,7 +1,7 @@
 """Natural-language corpora for the benchmarks: English words drawn with their real frequencies.
 
 The word list and frequencies come from the `wordfreq` package (Zipf-distributed English). Two
-shapes: `long` lines of 4 to 18 words (about 75 bytes), and `short` lines of 2 to 9 words (about
+shapes: `long` lines of 4 to 18 words (about 60 bytes), and `short` lines of 2 to 9 words (about
 30 bytes: plays, poems, chat logs, most log files), where the work around each line counts for
 more. The text is generated once per shape and size and cached under ~/.cache/kubemr/bench/.
 """
