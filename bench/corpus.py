@@ -1,7 +1,9 @@
-"""A natural-language corpus for the benchmarks: English words drawn with their real frequencies.
+"""Natural-language corpora for the benchmarks: English words drawn with their real frequencies.
 
-The word list and frequencies come from the `wordfreq` package (Zipf-distributed English). The
-text is generated once per size and cached under ~/.cache/kubemr/bench/.
+The word list and frequencies come from the `wordfreq` package (Zipf-distributed English). Two
+shapes: `long` lines of 4 to 18 words (about 60 bytes), and `short` lines of 2 to 9 words (about
+30 bytes: plays, poems, chat logs, most log files), where the work around each line counts for
+more. The text is generated once per shape and size and cached under ~/.cache/kubemr/bench/.
 """
 
 from __future__ import annotations
@@ -12,18 +14,20 @@ import random
 
 CACHE = os.path.expanduser(os.environ.get("KUBEMR_BENCH_CACHE", "~/.cache/kubemr/bench"))
 BLOCK_BYTES = 16 << 20
+WORDS_PER_LINE = {"long": (4, 18), "short": (2, 9)}
 
 
-def _block(seed: int) -> bytes:
+def _block(seed: int, shape: str) -> bytes:
     from wordfreq import top_n_list, word_frequency
 
     words = top_n_list("en", 30000)
     cum_weights = list(itertools.accumulate(word_frequency(w, "en") for w in words))
     rng = random.Random(seed)
+    fewest, most = WORDS_PER_LINE[shape]
     lines = []
     size = 0
     while size < BLOCK_BYTES:
-        n = rng.randint(4, 18)
+        n = rng.randint(fewest, most)
         line = " ".join(rng.choices(words, cum_weights=cum_weights, k=n))
         if rng.random() < 0.3:
             line = line[0].upper() + line[1:] + "."
@@ -32,13 +36,15 @@ def _block(seed: int) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def corpus(total_bytes: int, files: int = 16) -> str:
-    """A folder of `files` text files of about total_bytes in all; its path."""
-    folder = os.path.join(CACHE, f"corpus-{total_bytes}-{files}")
+def corpus(total_bytes: int, files: int = 16, shape: str = "long") -> str:
+    """A folder of `files` text files of about total_bytes in all (each at least one 16 MiB
+    block), lines of the given shape; its path."""
+    prefix = "corpus" if shape == "long" else f"corpus-{shape}"
+    folder = os.path.join(CACHE, f"{prefix}-{total_bytes}-{files}")
     if os.path.isfile(os.path.join(folder, ".done")):
         return folder
     os.makedirs(folder, exist_ok=True)
-    blocks = [_block(seed) for seed in range(4)]
+    blocks = [_block(seed, shape) for seed in range(4)]
     per_file = total_bytes // files
     rng = random.Random(0)
     for i in range(files):

@@ -35,6 +35,7 @@ WORD = re.compile(r"[a-z']+")
 WORKERS = 2
 CONFIGS = {
     "kubemr": "(a) kubemr local runner, 2 workers",
+    "kubemr-1k": "(a) the same, splitSize 1 KiB",
     "dask": "(b) Dask bag, processes, 2 workers",
     "dask-threads": "(b) Dask bag, threads, 2 workers",
     "counter": "(c) collections.Counter, 1 process",
@@ -104,12 +105,14 @@ def digest(counts: dict[str, int]) -> str:
     return f"{sum(counts.values()):,} words, {len(counts):,} distinct, sha256 {sha}"
 
 
-def run_kubemr(folder: str) -> tuple[float, str, int]:
+def run_kubemr(folder: str, split_size: int = 64 << 20) -> tuple[float, str, int]:
+    """With splitSize 1 KiB the files are packed a few to a map task: hundreds of tasks, which
+    show what starting each task attempt costs."""
     from kubemr.runtime.local import run_local
     from kubemr.spec.manifest import parse_manifest
 
     with tempfile.TemporaryDirectory(prefix="kubemr-bench-") as out:
-        spec = {"input": {"uri": folder + "/", "format": "text"},
+        spec = {"input": {"uri": folder + "/", "format": "text", "splitSize": split_size},
                 "output": {"uri": out + "/result/", "overwrite": True},
                 "mapper": "mapper", "combiner": "reducer", "reducer": "reducer",
                 "reducers": 2, "code": {"inline": SOURCE}}
@@ -157,11 +160,13 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=2000, help="how many files")
     parser.add_argument("--max-bytes", type=int, default=1024, help="the largest file's size")
     parser.add_argument("--runs", type=int, default=3, help="runs per configuration")
+    parser.add_argument("--configs", default=",".join(CONFIGS), help="configurations to run")
     parser.add_argument("--one", choices=CONFIGS, help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         run = {"kubemr": run_kubemr, "dask": run_dask, "counter": run_counter,
+               "kubemr-1k": lambda folder: run_kubemr(folder, 1024),
                "dask-threads": lambda folder: run_dask(folder, "threads")}[args.one]
         seconds, output, tasks = run(args.folder)
         print(json.dumps({"seconds": seconds, "output": output, "tasks": tasks}))
@@ -170,12 +175,13 @@ def main() -> None:
     sizes = [os.path.getsize(p) for p in files_of(folder)]
     print(f"input: {folder}: {len(sizes)} files, {sum(sizes):,} bytes, the largest "
           f"{max(sizes):,}; {args.runs} runs each", flush=True)
-    configs = dict(CONFIGS)
+    configs = {c: label for c, label in CONFIGS.items() if c in args.configs.split(",")}
     try:
         import dask.bag  # noqa: F401
     except ImportError:
         print("dask[bag] is not installed: (b) is left out", flush=True)
-        del configs["dask"], configs["dask-threads"]
+        configs.pop("dask", None)
+        configs.pop("dask-threads", None)
     results: dict[str, list[dict]] = {c: [] for c in configs}
     failed: dict[str, str] = {}
     for run in range(args.runs):

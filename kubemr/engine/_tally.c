@@ -299,6 +299,111 @@ Tally_add(Tally *self, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_TRUE;
 }
 
+PyDoc_STRVAR(Tally_pump_doc,
+"pump(pairs, value, limit) -> (counted, rest)\n\n"
+"Take up to `limit` items from the iterator `pairs` (the mapper's output) and count those\n"
+"that are (str, value) tuples holding this very `value` object as they come, so that no\n"
+"batch of them is ever listed. Stops early at the first item that is not such a pair:\n"
+"`rest` is then a list holding it, for the caller to add another way, else an empty list.");
+
+/* The pairs a pump has taken and not yet counted: each key's slot, then the key stored there,
+   is fetched into the cache while the next pairs come, as count_str_keys does for a batch. */
+typedef struct {
+    PyObject *pairs[AHEAD];
+    Py_hash_t hashes[AHEAD];
+    Py_ssize_t taken, counted;
+} Pending;
+
+static inline PyObject *
+pending_key(Pending *p, Py_ssize_t i)
+{
+    return PyTuple_GET_ITEM(p->pairs[i % AHEAD], 0);
+}
+
+/* Count the oldest pending pair. */
+static int
+count_oldest(Tally *self, Pending *p)
+{
+    Py_ssize_t i = p->counted % AHEAD;
+    int failed = count_key(self, PyTuple_GET_ITEM(p->pairs[i], 0), p->hashes[i]);
+    Py_CLEAR(p->pairs[i]);
+    p->counted++;
+    return failed;
+}
+
+static void
+drop_pending(Pending *p)
+{
+    for (; p->counted < p->taken; p->counted++)
+        Py_CLEAR(p->pairs[p->counted % AHEAD]);
+}
+
+static PyObject *
+Tally_pump(Tally *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyIter_Check(args[0]) || !PyLong_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "Tally.pump(pairs: iterator, value, limit: int)");
+        return NULL;
+    }
+    PyObject *pairs = args[0], *value = args[1], *rest = NULL;
+    Py_ssize_t limit = PyLong_AsSsize_t(args[2]);
+    if (limit == -1 && PyErr_Occurred())
+        return NULL;
+    if (self->slots == NULL && grow(self) < 0)
+        return NULL;
+    iternextfunc next = Py_TYPE(pairs)->tp_iternext;
+    Pending p = {.taken = 0, .counted = 0};
+    while (p.taken < limit) {
+        PyObject *pair = next(pairs);
+        if (pair == NULL) {
+            if (PyErr_Occurred()) {
+                if (!PyErr_ExceptionMatches(PyExc_StopIteration))
+                    goto error;
+                PyErr_Clear();
+            }
+            break;
+        }
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2
+                || PyTuple_GET_ITEM(pair, 1) != value
+                || !is_plain_str(PyTuple_GET_ITEM(pair, 0))) {
+            rest = pair;
+            break;
+        }
+        if (p.taken - p.counted == AHEAD && count_oldest(self, &p) < 0) {
+            Py_DECREF(pair);
+            goto error;
+        }
+        Py_ssize_t i = p.taken % AHEAD;
+        p.pairs[i] = pair;
+        p.hashes[i] = str_hash(PyTuple_GET_ITEM(pair, 0));
+        __builtin_prefetch(&self->slots[(size_t)p.hashes[i] & self->mask]);
+        if (p.taken - p.counted >= AHEAD / 2) { /* its slot is in the cache by now */
+            Py_ssize_t j = (p.taken - AHEAD / 2) % AHEAD;
+            PyObject *stored = self->slots[(size_t)p.hashes[j] & self->mask].key;
+            if (stored != NULL) {
+                __builtin_prefetch(stored);
+                __builtin_prefetch((char *)stored + sizeof(PyASCIIObject));
+            }
+        }
+        p.taken++;
+    }
+    while (p.counted < p.taken)
+        if (count_oldest(self, &p) < 0)
+            goto error;
+    PyObject *listed = rest ? PyList_New(1) : PyList_New(0);
+    if (listed == NULL) {
+        Py_XDECREF(rest);
+        return NULL;
+    }
+    if (rest)
+        PyList_SET_ITEM(listed, 0, rest);
+    return Py_BuildValue("(nN)", p.counted, listed);
+error:
+    drop_pending(&p);
+    Py_XDECREF(rest);
+    return NULL;
+}
+
 PyDoc_STRVAR(Tally_items_doc,
 "items() -> list of (key, count), in no particular order");
 
@@ -331,6 +436,7 @@ Tally_len(Tally *self)
 
 static PyMethodDef Tally_methods[] = {
     {"add", (PyCFunction)(void (*)(void))Tally_add, METH_FASTCALL, Tally_add_doc},
+    {"pump", (PyCFunction)(void (*)(void))Tally_pump, METH_FASTCALL, Tally_pump_doc},
     {"items", (PyCFunction)Tally_items, METH_NOARGS, Tally_items_doc},
     {NULL, NULL, 0, NULL},
 };

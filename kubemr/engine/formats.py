@@ -122,13 +122,20 @@ class InputReader:
                     pos += newline + 1
                     data = data[newline + 1:]
                     skipping = False
-                lines = data.split(b"\n")
-                pending = lines.pop()
+                if decode and data.isascii():  # one split, and a line's bytes are its length
+                    lines = data.decode("ascii").split("\n")
+                    pending = lines.pop().encode("ascii")
+                else:
+                    lines = data.split(b"\n")
+                    pending = lines.pop()
                 offsets = list(accumulate(map((1).__add__, map(len, lines)), initial=pos))
                 owned = bisect_right(offsets, end, 0, len(lines))
                 values = _decode_lines(data[:offsets[-1] - pos], lines) if decode else lines
                 self.records += owned
-                yield zip(offsets[:owned], values[:owned], strict=True)
+                if owned == len(lines):
+                    yield zip(offsets, values, strict=False)  # the offsets have one more
+                else:
+                    yield zip(offsets[:owned], values[:owned], strict=True)
                 if owned < len(lines):
                     return
                 pos = offsets[-1]
@@ -156,9 +163,13 @@ def _fetch_ahead(part: Part) -> bool:
             and 0 < part.end == part.size <= SMALL_OBJECT)
 
 
-def _decode_lines(complete: bytes, lines: list[bytes]) -> list[str]:
-    """Decode `lines`, the lines of `complete` (each with its newline), in one pass."""
-    texts = complete[:-1].decode("utf-8", errors="replace").split("\n") if lines else []
+def _decode_lines(complete: bytes, lines: list[bytes] | list[str]) -> list[str]:
+    """Decode `lines`, the lines of `complete` (each with its newline), in one pass; lines of
+    ASCII text come already decoded."""
+    if lines and isinstance(lines[0], str):
+        texts = lines
+    else:
+        texts = complete[:-1].decode("utf-8", errors="replace").split("\n") if lines else []
     if len(texts) != len(lines):  # not expected: UTF-8 decoding never joins or splits lines
         return [_decode(line) for line in lines]
     if b"\r" in complete:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from itertools import chain, repeat
+from itertools import chain, islice, repeat
 from operator import is_, itemgetter
 
 from kubemr.engine.sortedruns import merge_values, sort_keys, sort_values
@@ -43,6 +43,16 @@ class PyTally:
         self._counts.update(map(first, batch))
         return True
 
+    def pump(self, pairs: Iterator, value: object, limit: int) -> tuple[int, list]:
+        counted = 0
+        for pair in islice(pairs, limit):
+            if not (isinstance(pair, tuple) and len(pair) == 2 and pair[1] is value
+                    and type(pair[0]) is str):
+                return counted, [pair]
+            self._counts[pair[0]] += 1
+            counted += 1
+        return counted, []
+
     def items(self) -> list[tuple[object, int]]:
         return list(self._counts.items())
 
@@ -65,6 +75,8 @@ class MapBuffer:
     def _clear(self) -> None:
         self._lists: defaultdict = defaultdict(list)
         self._counted: dict[int, tuple[object, Tally]] = {}  # id(value) -> (value, counts)
+        self._pumping: tuple[object, Tally] | None = None  # the last batch's, if it was counted
+        self._key_bytes = 0.0
         self.pairs = 0
         self.estimated_bytes = 0.0
 
@@ -88,6 +100,7 @@ class MapBuffer:
         sample = batch[:: max(1, len(batch) // 8)]
         tally = self._tally_for(value)
         if tally is not None and tally.add(batch, value):
+            self._pumping = (value, tally)
             value_bytes = 0.0
             if id(value) not in self._counted:
                 self._counted[id(value)] = (value, tally)
@@ -98,10 +111,25 @@ class MapBuffer:
                 lists[k].append(v)
             value_bytes = len(batch) * (
                 VALUE_SLOT + sum(_value_size(v) for _, v in sample) / len(sample))
-        key_bytes = sum(sys.getsizeof(k) for k, _ in sample) / len(sample)
+        self._key_bytes = sum(sys.getsizeof(k) for k, _ in sample) / len(sample)
         self.pairs += len(batch)
         self.estimated_bytes += value_bytes + \
-            (self.distinct_keys() - keys_before) * (key_bytes + GROUP_OVERHEAD)
+            (self.distinct_keys() - keys_before) * (self._key_bytes + GROUP_OVERHEAD)
+
+    def pump(self, pairs: Iterator, limit: int) -> tuple[int, list]:
+        """Count up to `limit` pairs straight from the iterator `pairs` while they are (str,
+        value) pairs of the value the last batch was counted under, with no list of them
+        made. Returns how many it counted and a list of the pair it stopped at, if any, for
+        `add`. Counts nothing unless the last batch added was counted.
+        """
+        if self._pumping is None:
+            return 0, []
+        value, tally = self._pumping
+        keys_before = len(tally)
+        counted, rest = tally.pump(pairs, value, limit)
+        self.pairs += counted
+        self.estimated_bytes += (len(tally) - keys_before) * (self._key_bytes + GROUP_OVERHEAD)
+        return counted, rest
 
     def _tally_for(self, value: object) -> Tally | None:
         """Where batches sharing `value` are counted: None once COUNTED_VALUES are counted."""

@@ -118,13 +118,16 @@ class MapTask:
             print("kubemr: kubemr.engine._tally is not compiled: map output is counted in Python, "
                   "more slowly", file=sys.stderr)
         while True:
-            batch = list(islice(outputs, PULL))
-            if not batch:
+            counted, batch = buffer.pump(outputs, PULL)
+            if counted < PULL:
+                batch.extend(islice(outputs, PULL - counted - len(batch)))
+            if not counted and not batch:
                 break
-            check_pairs(batch if not self.counters["map_output_records"] else batch[::97])
-            buffer.add(batch)
+            if batch:
+                check_pairs(batch if not self.counters["map_output_records"] else batch[::97])
+                buffer.add(batch)
             progress.advance()
-            self.counters["map_output_records"] += len(batch)
+            self.counters["map_output_records"] += counted + len(batch)
             if buffer.estimated_bytes >= self.buffer_limit:
                 self._spill(buffer)
                 gc.collect()

@@ -1,4 +1,4 @@
-"""The local runner: a whole job on this machine, each task attempt in its own worker process.
+"""The local runner: a whole job on this machine, its task attempts in worker processes.
 
 It runs the same task code as the pods (`python -m kubemr.runtime.worker`), serializes every
 intermediate record, uses the real partitioner and combiner, and is driven by the same scheduler
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -37,7 +38,7 @@ from kubemr.spec.manifest import JobSpec
 from kubemr.spec.template import TASK_TYPES, TEMPLATE_OF, plain_env, task_template
 from kubemr.storage import join, normalize_uri, store_for
 
-POLL_SECONDS = 0.01
+WAIT_SECONDS = 0.2  # the longest between two passes when no attempt ends
 
 
 @dataclass
@@ -73,11 +74,19 @@ def exit_failure(returncode: int) -> tuple[str, str]:
 
 
 @dataclass
-class _Process:
+class _Worker:
+    """A worker process that runs this job's attempts of one setup one after another
+    (`python -m kubemr.runtime.worker --serve`): asked on its stdin, answering on `replies`."""
+
     popen: subprocess.Popen
-    result_file: str
-    log_file: str
-    progress_file: str
+    replies: int  # the read end of the pipe it answers on; at end of file it has ended
+    setup: TaskProcess
+    log: str  # what it writes outside its attempts (each attempt has a log of its own)
+    attempt: tuple[str, int, int] | None = None  # (kind, index, number) it runs, if any
+    paths: dict[str, str] = field(default_factory=dict)  # that attempt's files
+
+    def ended(self) -> bool:
+        return self.popen.poll() is not None
 
 
 @dataclass(frozen=True)
@@ -97,12 +106,20 @@ class TaskProcess:
 
 
 class LocalExecutor:
-    """Runs the scheduler's attempts as worker processes; observes them into its tasks."""
+    """Runs the scheduler's attempts in worker processes; observes them into its tasks.
+
+    A worker runs one attempt after another of this job (and of one task setup: memory limit
+    and environment), so that many small tasks do not each pay a process start; a worker
+    whose attempt is stopped or that ends (a crash, SIGKILL, running out of memory) is not
+    used again, and the next attempt gets a fresh one. No worker outlives its job.
+    """
 
     def __init__(self, scratch: str, heartbeat: float, by_kind: dict[str, TaskProcess]):
         self.scratch = scratch
         self.by_kind = by_kind
-        self.processes: dict[tuple[str, int, int], _Process] = {}
+        self.workers: list[_Worker] = []
+        self.processes: dict[tuple[str, int, int], _Worker] = {}  # the busy ones
+        self.started = 0  # worker processes started
         self.records: dict[tuple[str, int, int], dict] = {}  # each committed attempt's record
         self._env = {kind: self._environment(setup.env, scratch, heartbeat)
                      for kind, setup in by_kind.items()}
@@ -124,49 +141,92 @@ class LocalExecutor:
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         return limit_memory
 
+    def _start_worker(self, kind: str) -> _Worker:
+        setup = self.by_kind[kind]
+        replies, answer = os.pipe()
+        self.started += 1
+        log_path = os.path.join(self.scratch, f"worker-{self.started}.log")
+        with open(log_path, "wb") as log:
+            popen = subprocess.Popen(
+                [sys.executable, "-m", "kubemr.runtime.worker", "--serve", str(answer)],
+                env=self._env[kind], stdin=subprocess.PIPE, stdout=log,
+                stderr=subprocess.STDOUT, pass_fds=(answer,), text=True,
+                preexec_fn=self._limit_memory(setup.memory_limit) if setup.memory_limit
+                else None,
+            )
+        os.close(answer)
+        worker = _Worker(popen, replies, setup, log_path)
+        self.workers.append(worker)
+        return worker
+
+    def _worker_for(self, kind: str) -> _Worker:
+        """An idle worker of this task type's setup, else a new one (an idle worker of another
+        setup ends, so that the workers never outnumber the attempts that may run at once)."""
+        setup = self.by_kind[kind]
+        for worker in [w for w in self.workers if w.attempt is None and w.ended()]:
+            self._retire(worker)
+        idle = [w for w in self.workers if w.attempt is None]
+        for worker in idle:
+            if worker.setup == setup:
+                return worker
+        if idle:
+            self._retire(idle[0])
+        return self._start_worker(kind)
+
     def launch(self, task: Task, document: dict, now: float) -> None:
         name = f"{task.kind}-{task.index:05d}-{document['attempt']}"
         paths = {ext: os.path.join(self.scratch, f"{name}.{ext}")
                  for ext in ("json", "result", "log", "alive")}
         with open(paths["json"], "w") as f:
             json.dump(document, f)
-        limit = self.by_kind[task.kind].memory_limit
-        with open(paths["log"], "wb") as log:
-            popen = subprocess.Popen(
-                [sys.executable, "-m", "kubemr.runtime.worker", paths["json"],
-                 "--result", paths["result"]],
-                env=dict(self._env[task.kind], KUBEMR_PROGRESS_URI="file://" + paths["alive"]),
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                preexec_fn=self._limit_memory(limit) if limit else None,
-            )
-        self.processes[(task.kind, task.index, document["attempt"])] = _Process(
-            popen, paths["result"], paths["log"], paths["alive"])
+        key = (task.kind, task.index, document["attempt"])
+        worker = self._worker_for(task.kind)
+        worker.attempt, worker.paths = key, paths
+        self.processes[key] = worker
+        try:
+            worker.popen.stdin.write(json.dumps(
+                {"task": paths["json"], "result": paths["result"], "log": paths["log"],
+                 "progress": "file://" + paths["alive"]}) + "\n")
+            worker.popen.stdin.flush()
+        except OSError:  # it has just ended: observe() reports the attempt as failed
+            pass
         attempt = task.attempt(document["attempt"])
         attempt.state, attempt.launched, attempt.node = RUNNING, now, "local"
 
     def stop(self, task: Task, number: int) -> None:
-        process = self.processes.pop((task.kind, task.index, number), None)
-        if process:
-            process.popen.kill()
-            process.popen.wait()
+        worker = self.processes.pop((task.kind, task.index, number), None)
+        if worker:
+            worker.popen.kill()
+            self._retire(worker)
+
+    def wait(self, seconds: float) -> None:
+        """Return when a running attempt ends or its worker does, or after `seconds`."""
+        busy = [w.replies for w in self.processes.values()]
+        if busy:
+            select.select(busy, [], [], seconds)
+        else:
+            time.sleep(seconds)
 
     def observe(self, tasks: list[Task], now: float) -> list[tuple[Task, int]]:
-        """Update the tasks from their processes; return the attempts that just ended."""
+        """Update the tasks from their workers; return the attempts that just ended."""
         ended = []
         by_key = {(t.kind, t.index): t for t in tasks}
-        for key, process in list(self.processes.items()):
+        answered = set(select.select([w.replies for w in self.processes.values()], [], [],
+                                     0)[0]) if self.processes else set()
+        for key, worker in list(self.processes.items()):
             task = by_key[key[:2]]
             attempt = task.attempt(key[2])
-            returncode = process.popen.poll()
-            if returncode is None:
+            answer = os.read(worker.replies, 64) if worker.replies in answered else None
+            if answer is None:
                 try:
-                    attempt.progress = os.path.getmtime(process.progress_file)
+                    attempt.progress = os.path.getmtime(worker.paths["alive"])
                 except OSError:
                     pass
                 continue
             del self.processes[key]
+            worker.attempt = None
             attempt.finished = now
-            report = _read_json(process.result_file)
+            report = _read_json(worker.paths["result"]) if answer else None
             if report and report.get("ok"):
                 attempt.state = SUCCEEDED
                 task.committed, task.committed_attempt = True, attempt.number
@@ -175,17 +235,36 @@ class LocalExecutor:
                 failure, message, lost = failure_of_report(report)
                 attempt.fail(failure, message, now)
                 attempt.lost_maps = tuple(tuple(x) for x in lost)
-            else:
-                failure, message = exit_failure(returncode)
-                tail = _tail(process.log_file)
+            else:  # the worker ended without answering
+                failure, message = exit_failure(worker.popen.wait())
+                tail = _tail(worker.paths["log"]) or _tail(worker.log)
                 attempt.fail(failure, message + (f"\n{tail}" if tail else ""), now)
+            if answer != b"ready\n":
+                self._retire(worker)
             ended.append((task, key[2]))
         return ended
 
+    def start_workers(self, kind: str, count: int) -> None:
+        """Start `count` workers for this task type ahead of its attempts, so that the second
+        one is ready when the first attempts end (a job of one map task and two reduces)."""
+        for _ in range(count):
+            self._start_worker(kind)
+
+    def _retire(self, worker: _Worker) -> None:
+        """End the worker and forget it. It holds nothing between attempts, so it is killed
+        rather than waited for to shut down."""
+        worker.popen.kill()
+        worker.popen.wait()
+        try:
+            worker.popen.stdin.close()
+        except OSError:
+            pass
+        os.close(worker.replies)
+        self.workers.remove(worker)
+
     def stop_all(self) -> None:
-        for process in self.processes.values():
-            process.popen.kill()
-            process.popen.wait()
+        for worker in list(self.workers):
+            self._retire(worker)
         self.processes.clear()
 
 
@@ -198,8 +277,11 @@ def _read_json(path: str) -> dict | None:
 
 
 def _tail(path: str, lines: int = 5) -> str:
-    with open(path, errors="replace") as f:
-        return "".join(f.readlines()[-lines:]).strip()
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:]).strip()
+    except OSError:  # the worker ended before it opened the attempt's log
+        return ""
 
 
 def run_local(job: JobSpec, workers: int | None = None, overwrite: bool = False,
@@ -251,6 +333,7 @@ def run_local(job: JobSpec, workers: int | None = None, overwrite: bool = False,
 
     try:
         commit.claim_output(spec, commit.holder(job.name, job.namespace, run_id, "local"))
+        executor.start_workers("map", min(policy.parallelism, len(tasks)))
         combines = f"{tree.combines} combine tasks in {tree.levels} levels, " \
             if tree.levels else ""
         progress(f"job {job.name}: {len(splits)} map tasks, {combines}{spec['reducers']} reduce "
@@ -306,7 +389,7 @@ def _schedule(tasks: list[Task], policy: Policy, executor: LocalExecutor,
             executor.launch(launch.task, document(launch.task, launch.number), now)
         if recorder:
             recorder.save()
-        time.sleep(POLL_SECONDS)
+        executor.wait(WAIT_SECONDS)
 
 
 def _report(task: Task, attempt: Attempt, finished: list[Attempt],

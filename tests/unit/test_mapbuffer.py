@@ -95,6 +95,44 @@ def test_the_tally_counts_keys_of_any_hashable_type(tally):
         counts.add([([1], None)], None)
 
 
+def test_the_tally_pumps_str_pairs_of_its_value_and_stops_at_any_other(tally):
+    one = 1
+    counts = tally()
+    pairs = iter([("b", one), ("a", one), ("b", one), ("a", True), ("c", one)])
+    assert counts.pump(pairs, one, 100) == (3, [("a", True)])  # equal is not enough
+    assert counts.pump(pairs, one, 100) == (1, [])  # the iterator ended
+    assert counts.pump(pairs, one, 100) == (0, [])
+    pairs = iter([("a", one)] * 5 + [(b"a", one)])
+    assert counts.pump(pairs, one, 3) == (3, [])  # the limit
+    assert counts.pump(pairs, one, 3) == (2, [(b"a", one)])  # a key that is not a str
+    for stop in ("ab", ("a",), ("a", one, 2), None):
+        assert counts.pump(iter([("c", one), stop, ("c", one)]), one, 9) == (1, [stop])
+    assert sorted(counts.items()) == [("a", 6), ("b", 2), ("c", 5)]
+
+
+def test_an_error_of_the_mapper_comes_out_of_the_pump(tally):
+    def pairs():
+        yield "a", 1
+        raise ValueError("the mapper failed")
+
+    with pytest.raises(ValueError, match="the mapper failed"):
+        tally().pump(pairs(), 1, 10)
+
+
+def test_the_buffer_pumps_only_after_a_counted_batch_and_stays_exact():
+    buffer = MapBuffer()
+    words = [(f"w{i % 50}", 1) for i in range(1000)]
+    assert buffer.pump(iter(words), 100) == (0, [])  # nothing counted yet: nothing taken
+    buffer.add(words[:10])
+    rest = iter(words[10:] + [("x", 2)] + words[:5])
+    assert buffer.pump(rest, 10_000) == (990, [("x", 2)])
+    buffer.add([("x", 2), ("x", 3)])  # listed: the pump goes on counting 1s
+    assert buffer.pump(rest, 10_000) == (5, [])
+    assert buffer.pairs == 1007
+    assert buffer.distinct_keys() == 51 and buffer.estimated_bytes > 51 * mapbuffer.GROUP_OVERHEAD
+    assert drained(buffer) == Counter(words + [("x", 2), ("x", 3)] + words[:5])
+
+
 def test_the_tally_is_compiled_in_this_install():
     """hack/test.sh installs kubemr with a C compiler: the map buffer uses the compiled tally."""
     assert CompiledTally is not None, NOT_COMPILED

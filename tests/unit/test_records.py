@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+from kubemr.engine import formats
 from kubemr.engine.formats import InputReader, jsonl_line
 from kubemr.engine.plan import Split, plan_splits
 
@@ -16,11 +17,11 @@ def read_all(path, size, fmt="text", split_size=None):
     return records
 
 
-def expected_lines(content: bytes):
+def expected_lines(content: bytes, decode=bytes.decode):
     lines, pos = [], 0
     for raw in content.split(b"\n"):
         if pos < len(content):
-            lines.append((pos, raw.rstrip(b"\r").decode()))
+            lines.append((pos, decode(raw[:-1] if raw.endswith(b"\r") else raw)))
         pos += len(raw) + 1
     return lines
 
@@ -40,6 +41,21 @@ def test_every_split_boundary_with_trailing_newline(tmp_path):
     path.write_bytes(content)
     want = [(0, "a"), (2, "bb"), (5, "ccc"), (9, ""), (10, "dddd")]
     for split_size in range(1, len(content) + 1):
+        assert read_all(path, len(content), split_size=split_size) == want, split_size
+
+
+def test_blocks_of_ascii_and_of_other_text_give_the_same_lines_and_offsets(tmp_path,
+                                                                         monkeypatch):
+    """ASCII blocks are split once as text; others as bytes, then decoded."""
+    monkeypatch.setattr(formats, "BLOCK", 16)
+    content = b"".join([b"plain ascii line\r\n", b"caf\xc3\xa9 au lait\n", b"short\n" * 5,
+                        b"bad \xff byte\r\n", b"\n", b"a much longer ascii line than a block\n",
+                        b"\xe2\x82\xac\r\n", b"no newline at the end\r"])
+    path = tmp_path / "input.txt"
+    path.write_bytes(content)
+    want = expected_lines(content, lambda raw: raw.decode("utf-8", errors="replace"))
+    assert want[1][1] == "café au lait" and want[7][1] == "bad \ufffd byte"
+    for split_size in (1, 7, 40, len(content)):
         assert read_all(path, len(content), split_size=split_size) == want, split_size
 
 

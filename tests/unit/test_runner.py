@@ -193,3 +193,67 @@ def test_committed_output_is_refused_unless_overwriting(tmp_path, books):
         run_local(job)
     run_local(job, overwrite=True)
     assert output_counts(tmp_path) == sequential_wordcount(books)
+
+
+REUSED = """
+import os
+import kubemr
+poisoned = []  # module state of the attempt: the next attempt must not see it
+recorded = []
+
+def mapper(offset, line):
+    name, word = line.split()
+    if poisoned:
+        raise RuntimeError("the state of a failed attempt leaked into this one")
+    if not recorded:
+        recorded.append(True)
+        with open({attempts!r}, "a") as f:
+            f.write(f"{{name}} {{os.getpid()}}\\n")
+    kubemr.increment_counter("lines")
+    if name == "f1" and not os.path.exists({flag!r}):
+        open({flag!r}, "w").close()
+        poisoned.append(True)
+        {failure}
+    yield word, 1
+
+def reducer(word, counts):
+    yield word, sum(counts)
+"""
+
+
+def run_reusing(tmp_path, failure: str):
+    """Four map tasks one at a time; the first attempt of f1's fails with `failure`. Returns
+    the (file, worker pid) of each attempt in order, the result and the output."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"f{i}.txt").write_text(f"f{i} w{i}\n" * 200)  # 1,200 bytes: a task each
+    attempts, flag = tmp_path / "attempts", tmp_path / "failed-once"
+    code = REUSED.format(attempts=str(attempts), flag=str(flag), failure=failure)
+    job = make_job(tmp_path, code, str(folder) + "/", reducer="reducer", combiner="reducer",
+                   reducers=1, maxAttempts=2, backoffSeconds=0, input={"splitSize": 1200})
+    result = run_local(job, workers=1)
+    pids = [tuple(line.split()) for line in attempts.read_text().splitlines()]
+    return pids, result, Counter(dict(line.split("\t") for line in read_output(tmp_path / "out")))
+
+
+def test_a_worker_runs_the_next_attempts_after_a_user_exception_as_a_fresh_process(tmp_path):
+    pids, result, output = run_reusing(tmp_path, 'raise ValueError("f1 fails once")')
+    assert [name for name, _ in pids] == ["f0", "f1", "f1", "f2", "f3"]
+    assert len({pid for _, pid in pids}) == 1  # one worker ran every attempt, the failed one too
+    assert output == Counter({f"w{i}": "200" for i in range(4)})
+    assert result.counters["user"]["lines"] == 800  # not the failed attempt's
+    failed = [(a.kind, a.index, a.failure) for a in result.attempts if not a.ok]
+    assert failed == [("map", 1, "UserError")]
+
+
+def test_a_worker_that_dies_is_replaced_by_a_fresh_one(tmp_path):
+    pids, result, output = run_reusing(tmp_path, "os._exit(3)")
+    assert [name for name, _ in pids] == ["f0", "f1", "f1", "f2", "f3"]
+    first, crashed, *rest = [pid for _, pid in pids]
+    assert first == crashed and len(set(rest)) == 1 and crashed not in rest
+    assert output == Counter({f"w{i}": "200" for i in range(4)})
+    assert result.counters["user"]["lines"] == 800
+    failed = [(a.kind, a.index, a.failure, a.message) for a in result.attempts if not a.ok]
+    assert failed == [("map", 1, "UserError", "the task exited with code 3 without reporting "
+                                              "a result")]
