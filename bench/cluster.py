@@ -164,44 +164,185 @@ def overhead(runs: int) -> None:
     )
 
 
-def throughput(size_mib: int) -> None:
+def deploy(repo: str) -> None:
+    """This checkout's image into the nodes and its chart installed (the operator restarted
+    on it): other users of the cluster may have deployed theirs since the last round."""
+    subprocess.run([os.path.join(repo, "hack", "cluster.sh"), "up"], check=True,
+                   capture_output=True)
+    kubectl("apply", "-f", os.path.join(repo, "crds", "mapreducejob.yaml"))
+    chart = os.path.join(repo, "charts", "kubemr")
+    subprocess.run(["helm", "upgrade", "--install", "kubemr", chart,
+                    "--namespace", SYSTEM, "--wait", "--timeout", "300s"],
+                   check=True, capture_output=True)
+    kubectl("-n", SYSTEM, "rollout", "restart", "deploy/kubemr-operator")
+    kubectl("-n", SYSTEM, "rollout", "status", "deploy/kubemr-operator", "--timeout=180s")
+
+
+class ClusterLock:
+    """The test cluster's lock (shared with the e2e runs of others), held for one job."""
+
+    def __init__(self, path: str | None):
+        self.path, self.file = path, None
+
+    def __enter__(self):
+        if self.path:
+            import fcntl
+
+            self.file = open(self.path, "a")
+            fcntl.flock(self.file, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *_):
+        if self.file:
+            self.file.close()
+
+
+def upload_corpus(folder: str, size: int) -> str:
+    """The corpus in MinIO, uploaded once (a bucket named by its size)."""
+    from kubemr.storage import store_for
+
+    bucket = f"s3://bench-corpus-{size}"
+    store = store_for(bucket + "/")
+    there = {o.uri: o.size for o in store.list(f"{bucket}/in/")} if store.exists(
+        f"{bucket}/in/.done") else {}
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if not name.startswith(".") and there.get(f"{bucket}/in/{name}") != os.path.getsize(path):
+            store.upload_file(f"{bucket}/in/{name}", path)
+    store.write_bytes(f"{bucket}/in/.done", b"")
+    return f"{bucket}/in/"
+
+
+def _iso(value: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def attempt_times(name: str) -> list[dict]:
+    """Each task attempt of a finished job, from its pod: when the pod was made (to the second,
+    so half a second is added), when its process started, its task's timings, when it ended."""
+    pods = json.loads(kubectl("get", "pods", "-n", NAMESPACE, "-l", f"kubemr.io/job={name}",
+                              "-o", "json"))["items"]
+    attempts = []
+    for pod in pods:
+        for container in pod["status"].get("containerStatuses") or []:
+            ended = container["state"].get("terminated")
+            if not ended or not ended.get("message"):
+                continue
+            record = json.loads(ended["message"]).get("commit")
+            if not record or "timings" not in record:
+                continue
+            timings = record["timings"]
+            attempts.append({
+                "type": pod["metadata"]["labels"]["kubemr.io/task-type"],
+                "created": _iso(pod["metadata"]["creationTimestamp"]) + 0.5,
+                "process": record["started"] - timings["startup"],
+                "started": record["started"],
+                "committed": record["started"] + record["seconds"],
+                "finished": _iso(ended["finishedAt"]) + 0.5,
+                "timings": timings,
+            })
+    return attempts
+
+
+def breakdown(attempts: list[dict], applied: float, done: float, parallelism: int) -> dict:
+    """Where the job's time went, in slot-seconds: `parallelism` slots over the job's span, each
+    at any moment in one step of an attempt or idle (waiting for the operator to launch)."""
+    steps: dict[str, float] = {}
+
+    def add(step: str, seconds: float) -> None:
+        steps[step] = steps.get(step, 0.0) + max(seconds, 0.0)
+
+    for a in attempts:
+        t = a["timings"]
+        add("pod start (made -> process)", a["process"] - a["created"])
+        add("python start + imports", t["startup"])
+        if a["type"] == "map":
+            add("map: input reads", t["read"])
+            add("map: the map (mapper, sort, spill)", t["map"] - t["read"])
+            add("map: upload", t["upload"])
+        else:
+            add("reduce: fetch", t["fetch"])
+            add("reduce: the reduce", t["reduce"])
+            add("reduce: upload", t["upload"])
+        add("commit + exit (task -> pod ended)", a["finished"] - a["committed"])
+    span = done - applied
+    add("idle slots (no pod)", parallelism * span - sum(steps.values()))
+    maps = sorted((a for a in attempts if a["type"] == "map"), key=lambda a: a["created"])
+    reduces = [a for a in attempts if a["type"] == "reduce"]
+    ends = sorted(a["finished"] for a in attempts)
+    # a launch after the first wave waits on the pass that sees a pod end
+    reactions = [a["created"] - max(e for e in ends if e <= a["created"])
+                 for a in sorted(attempts, key=lambda a: a["created"])[parallelism:]
+                 if any(e <= a["created"] for e in ends)]
+    return {
+        "span": span,
+        "slots": steps,
+        "planning (apply -> first pod)": min(a["created"] for a in attempts) - applied,
+        "operator reaction (pod ended -> next pod made), mean": statistics.mean(reactions)
+        if reactions else 0.0,
+        "last map committed -> first reduce pod": min(a["created"] for a in reduces)
+        - max(a["committed"] for a in maps) if reduces and maps else 0.0,
+        "job commit (last reduce ended -> Succeeded seen)": done - max(ends),
+    }
+
+
+def print_breakdown(report: dict) -> None:
+    span, slots = report["span"], report["slots"]
+    total = sum(slots.values())
+    print(f"  where the time went, slot-seconds ({total:.0f} = parallelism x {span:.1f} s):")
+    for step, seconds in slots.items():
+        print(f"    {step:40s} {seconds:7.1f}  {seconds / total:5.1%}")
+    for step, seconds in report.items():
+        if step not in ("span", "slots"):
+            print(f"  {step:55s} {seconds:6.2f} s")
+
+
+def run_job(job: dict, timeout: float = 3600) -> tuple[float, float]:
+    """Apply the job and wait for Succeeded: (applied, done) times."""
+    applied = time.time()
+    job_seconds(job, timeout)
+    return applied, time.time()
+
+
+def throughput(size_mib: int, rounds: int, parallelism: int, lock: str | None,
+               repo: str | None) -> None:
     from corpus import corpus
 
     from kubemr.runtime.local import run_local
     from kubemr.spec.manifest import parse_manifest
-    from kubemr.storage import store_for
 
     folder = corpus(size_mib << 20)
-    size = sum(
-        os.path.getsize(os.path.join(folder, f))
-        for f in os.listdir(folder)
-        if not f.startswith(".")
-    )
-    bucket = f"s3://bench-{uuid.uuid4().hex[:8]}"
-    store = store_for(bucket + "/")
-    for name in sorted(os.listdir(folder)):
-        if not name.startswith("."):
-            store.upload_file(f"{bucket}/in/{name}", os.path.join(folder, name))
-    cluster = job_seconds(
-        job_manifest(
-            f"wordcount-{uuid.uuid4().hex[:4]}",
-            f"{bucket}/in/",
-            f"{bucket}/out/",
-            reducers=2,
-            parallelism=4,
-        )
-    )
-    local_job = parse_manifest(
-        job_manifest("local", folder + "/", f"/tmp/kubemr-bench-out-{os.getpid()}/", reducers=2)
-    )
-    started = time.time()
-    run_local(local_job, workers=2)
-    local = time.time() - started
-    print(
-        f"corpus {size / 1e6:.0f} MB: cluster {size / cluster / 1e6:.1f} MB/s ({cluster:.1f}s), "
-        f"local runner {size / local / 1e6:.1f} MB/s ({local:.1f}s), "
-        f"cluster/local {local / cluster:.2f}"
-    )
+    size = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder)
+               if not f.startswith("."))
+    with ClusterLock(lock):
+        input_uri = upload_corpus(folder, size)
+    cluster, local, reports = [], [], []
+    for round_ in range(rounds):
+        with ClusterLock(lock):
+            if repo:
+                deploy(repo)
+            name = f"wordcount-{uuid.uuid4().hex[:4]}"
+            applied, done = run_job(job_manifest(
+                name, input_uri, f"s3://bench-out-{uuid.uuid4().hex[:8]}/out/", reducers=2,
+                parallelism=parallelism))
+            reports.append(breakdown(attempt_times(name), applied, done, parallelism))
+            kubectl("delete", "mapreducejob", name, "-n", NAMESPACE, "--wait=false")
+        cluster.append(done - applied)
+        out = f"/tmp/kubemr-bench-out-{os.getpid()}-{round_}/"
+        started = time.time()
+        run_local(parse_manifest(job_manifest("local", folder + "/", out, reducers=2)),
+                  workers=2)
+        local.append(time.time() - started)
+        subprocess.run(["rm", "-rf", out])
+        print(f"round {round_ + 1}: cluster {cluster[-1]:.1f} s, local {local[-1]:.1f} s, "
+              f"ratio {local[-1] / cluster[-1]:.2f}", flush=True)
+        print_breakdown(reports[-1])
+    c, lo = statistics.median(cluster), statistics.median(local)
+    print(f"corpus {size / 1e6:.0f} MB, {rounds} rounds, cluster parallelism {parallelism}: "
+          f"cluster {size / c / 1e6:.1f} MB/s ({c:.1f} s), local runner {size / lo / 1e6:.1f} "
+          f"MB/s ({lo:.1f} s), cluster/local {lo / c:.2f} (target >= 0.8)")
 
 
 def operator_process() -> int:
@@ -312,6 +453,10 @@ def main() -> None:
     parser.add_argument("--maps", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--parallelism", type=int, default=4)
+    parser.add_argument("--lock", help="hold this lock (the test cluster's) for each cluster job")
+    parser.add_argument("--deploy", metavar="REPO",
+                        help="before each cluster job, deploy the image and chart of this checkout")
     args = parser.parse_args()
     setup_storage()
     if args.what == "overhead":
@@ -321,7 +466,7 @@ def main() -> None:
     elif args.what == "speculation":
         speculation(args.runs)
     else:
-        throughput(args.size_mib)
+        throughput(args.size_mib, args.runs, args.parallelism, args.lock, args.deploy)
 
 
 if __name__ == "__main__":
