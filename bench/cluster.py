@@ -14,6 +14,10 @@ same corpus on this machine (2 workers); MB/s of each and their ratio.
 scale: a job of --maps map tasks (one small object each) and 2 reduces, run to Succeeded while
 the operator's process is watched: its peak RSS (VmHWM; target under 200 MiB), the job's
 duration and the size of the job object in etcd.
+indexed: a Kubernetes Indexed Job of --maps pods of the task image (each imports the worker
+and exits), parallelism 24 as in scale: the floor for a job of one pod per task.
+small-files: word count over 2,000 files of at most 1 KB in MinIO (one packed map task), against
+the local runner over the same files (bench/small_files.py); both outputs checked exactly.
 speculation: a word count of 24 map tasks whose mapper is slow on one node only (it sleeps
 60 s per attempt there), with speculation off and on, against the same job with no slow node;
 median seconds of each over --runs interleaved rounds, and the ratios to the job with no slow
@@ -176,6 +180,19 @@ def deploy(repo: str) -> None:
                    check=True, capture_output=True)
     kubectl("-n", SYSTEM, "rollout", "restart", "deploy/kubemr-operator")
     kubectl("-n", SYSTEM, "rollout", "status", "deploy/kubemr-operator", "--timeout=180s")
+    # a restarted operator acts once one of its new replicas holds the Lease (up to 19 s)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        pods = json.loads(kubectl("get", "pods", "-n", SYSTEM, "-l",
+                                  "app.kubernetes.io/name=kubemr", "-o", "json"))["items"]
+        running = {p["metadata"]["name"] for p in pods if p["status"].get("phase") == "Running"
+                   and not p["metadata"].get("deletionTimestamp")}
+        lease = json.loads(kubectl("get", "lease", "kubemr-operator", "-n", SYSTEM, "-o",
+                                   "json"))["spec"]
+        if lease.get("holderIdentity") in running:
+            return
+        time.sleep(1)
+    raise SystemExit("no running operator replica took the Lease within 120 s")
 
 
 class ClusterLock:
@@ -327,18 +344,22 @@ def throughput(size_mib: int, rounds: int, parallelism: int, lock: str | None,
             applied, done = run_job(job_manifest(
                 name, input_uri, f"s3://bench-out-{uuid.uuid4().hex[:8]}/out/", reducers=2,
                 parallelism=parallelism))
-            reports.append(breakdown(attempt_times(name), applied, done, parallelism))
+            attempts = attempt_times(name)
+            with open(f"/tmp/kubemr-bench-{name}.json", "w") as f:
+                json.dump({"applied": applied, "done": done, "attempts": attempts}, f)
+            reports.append(breakdown(attempts, applied, done, parallelism))
             kubectl("delete", "mapreducejob", name, "-n", NAMESPACE, "--wait=false")
         cluster.append(done - applied)
+        print(f"round {round_ + 1}: cluster {cluster[-1]:.1f} s", flush=True)
+        print_breakdown(reports[-1])
         out = f"/tmp/kubemr-bench-out-{os.getpid()}-{round_}/"
         started = time.time()
         run_local(parse_manifest(job_manifest("local", folder + "/", out, reducers=2)),
                   workers=2)
         local.append(time.time() - started)
         subprocess.run(["rm", "-rf", out])
-        print(f"round {round_ + 1}: cluster {cluster[-1]:.1f} s, local {local[-1]:.1f} s, "
-              f"ratio {local[-1] / cluster[-1]:.2f}", flush=True)
-        print_breakdown(reports[-1])
+        print(f"round {round_ + 1}: local {local[-1]:.1f} s, cluster/local "
+              f"{local[-1] / cluster[-1]:.2f}", flush=True)
     c, lo = statistics.median(cluster), statistics.median(local)
     print(f"corpus {size / 1e6:.0f} MB, {rounds} rounds, cluster parallelism {parallelism}: "
           f"cluster {size / c / 1e6:.1f} MB/s ({c:.1f} s), local runner {size / lo / 1e6:.1f} "
@@ -346,12 +367,16 @@ def throughput(size_mib: int, rounds: int, parallelism: int, lock: str | None,
 
 
 def operator_process() -> int:
-    """The operator's pid: its container runs on this machine."""
+    """The pid of the operator replica that leads (its container runs on this machine)."""
+    leader = json.loads(kubectl("get", "lease", "kubemr-operator", "-n", SYSTEM, "-o", "json"))
+    holder = f"POD_NAME={leader['spec']['holderIdentity']}".encode()
     pids = subprocess.run(["pgrep", "-f", "python -m kubemr_operator"], capture_output=True,
                           text=True).stdout.split()
-    if len(pids) != 1:
-        raise SystemExit(f"expected one operator process on this machine, found {pids}")
-    return int(pids[0])
+    for pid in pids:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            if holder in f.read().split(b"\0"):
+                return int(pid)
+    raise SystemExit(f"no operator process here is the leader {holder.decode()}: {pids}")
 
 
 def memory_kib(pid: int) -> dict[str, int]:
@@ -360,7 +385,14 @@ def memory_kib(pid: int) -> dict[str, int]:
                 if k in ("VmRSS", "VmHWM")}
 
 
-def scale(maps: int) -> None:
+def scale(maps: int, lock: str | None, repo: str | None) -> None:
+    with ClusterLock(lock):
+        if repo:
+            deploy(repo)
+        _scale(maps)
+
+
+def _scale(maps: int) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     from kubemr.storage import store_for
@@ -399,6 +431,87 @@ def scale(maps: int) -> None:
           f"{status.get('attempts')} attempts); operator RSS {before['VmRSS'] / 1024:.0f} MiB "
           f"before, peak {after['VmHWM'] / 1024:.0f} MiB (target < 200 MiB); largest job "
           f"object {largest_object / 1024:.1f} KiB")
+    print_breakdown(breakdown(attempt_times(name), started, started + seconds, 24))
+    kubectl("delete", "mapreducejob", name, "-n", NAMESPACE, "--wait=false")
+
+
+def indexed_job(pods: int, parallelism: int) -> None:
+    """The floor for one pod per task: a Kubernetes Indexed Job of `pods` pods of the task
+    image, each importing the worker and exiting, `parallelism` at a time."""
+    name = f"indexed-{uuid.uuid4().hex[:4]}"
+    job = {"apiVersion": "batch/v1", "kind": "Job",
+           "metadata": {"name": name, "namespace": NAMESPACE},
+           "spec": {"completionMode": "Indexed", "completions": pods,
+                    "parallelism": parallelism, "backoffLimit": pods,
+                    "template": {"spec": {"restartPolicy": "Never", "containers": [{
+                        "name": "task", "image": IMAGE, "imagePullPolicy": "IfNotPresent",
+                        "command": ["python", "-c", "import kubemr.runtime.worker"]}]}}}}
+    started = time.time()
+    kubectl("apply", "-f", "-", input=json.dumps(job))
+    while True:
+        status = get("job", name).get("status") or {}
+        done = {c["type"] for c in status.get("conditions") or [] if c["status"] == "True"}
+        if done & {"Complete", "Failed"}:
+            break
+        time.sleep(1)
+    seconds = time.time() - started
+    kubectl("delete", "job", name, "-n", NAMESPACE, "--wait=false", "--cascade=background")
+    print(f"Indexed Job of {pods} pods, parallelism {parallelism}: {sorted(done)} in "
+          f"{seconds:.0f} s ({status.get('succeeded')} succeeded, {status.get('failed', 0)} "
+          f"failed): {seconds / pods * parallelism:.2f} s per pod per slot")
+
+
+def small_files(runs: int, lock: str | None, repo: str | None) -> None:
+    """2,000 files of at most 1 KB on the cluster, beside the local runner (bench/small_files.py)
+    in interleaved rounds; both outputs checked against a Counter's."""
+    from small_files import dataset, digest, files_of, run_counter
+
+    from kubemr.storage import store_for
+
+    folder = dataset(2000, 1024)
+    expected = run_counter(folder)[1]
+    bucket = "s3://bench-small-2000-1024"
+    store = store_for(bucket + "/")
+    with ClusterLock(lock):
+        if not store.exists(f"{bucket}/in/.done"):
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(16) as pool:
+                list(pool.map(lambda path: store.upload_file(
+                    f"{bucket}/in/{os.path.basename(path)}", path), files_of(folder)))
+            store.write_bytes(f"{bucket}/in/.done", b"")
+    cluster, local = [], []
+    for round_ in range(runs):
+        with ClusterLock(lock):
+            if repo:
+                deploy(repo)
+            name = f"small-{uuid.uuid4().hex[:4]}"
+            out = f"s3://bench-out-{uuid.uuid4().hex[:8]}/out/"
+            applied, done = run_job(job_manifest(name, f"{bucket}/in/", out, reducers=2))
+            kubectl("delete", "mapreducejob", name, "-n", NAMESPACE, "--wait=false")
+        counts: dict[str, int] = {}
+        for obj in store_for(out).list(out):
+            if not obj.uri.rsplit("/", 1)[-1].startswith("_"):
+                text = store_for(obj.uri).read_bytes(obj.uri).decode()
+                counts.update((w, int(n)) for w, n in (line.split("\t") for line in
+                                                        text.splitlines()))
+        if digest(counts) != expected:
+            raise SystemExit(f"the cluster's output differs: {digest(counts)} != {expected}")
+        cluster.append(done - applied)
+        ran = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__),
+                                                           "small_files.py"),
+                              "--one", "kubemr", "--folder", folder],
+                             capture_output=True, text=True, check=True)
+        result = json.loads(ran.stdout.splitlines()[-1])
+        if result["output"] != expected:
+            raise SystemExit(f"the local runner's output differs: {result['output']}")
+        local.append(result["seconds"])
+        print(f"round {round_ + 1}: cluster {cluster[-1]:.1f} s, local {local[-1]:.2f} s",
+              flush=True)
+    c = statistics.median(cluster)
+    print(f"2,000 files of at most 1 KB, {runs} rounds: cluster {c:.1f} s (target <= 30 s: "
+          f"{'yes' if c <= 30 else 'NO'}), local runner {statistics.median(local):.2f} s; "
+          f"outputs exact ({expected})")
 
 
 SLOW_NODE_SOURCE = WORDCOUNT_SOURCE + """
@@ -449,7 +562,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("what", choices=["overhead", "throughput", "scale", "speculation"])
+    parser.add_argument("what", choices=["overhead", "throughput", "scale", "speculation",
+                                         "indexed", "small-files"])
     parser.add_argument("--maps", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--size-mib", type=int, default=1024)
@@ -462,9 +576,14 @@ def main() -> None:
     if args.what == "overhead":
         overhead(args.runs)
     elif args.what == "scale":
-        scale(args.maps)
+        scale(args.maps, args.lock, args.deploy)
     elif args.what == "speculation":
         speculation(args.runs)
+    elif args.what == "indexed":
+        with ClusterLock(args.lock):
+            indexed_job(args.maps, 24)
+    elif args.what == "small-files":
+        small_files(args.runs, args.lock, args.deploy)
     else:
         throughput(args.size_mib, args.runs, args.parallelism, args.lock, args.deploy)
 
