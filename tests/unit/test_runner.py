@@ -6,6 +6,7 @@ from collections import Counter
 
 import pytest
 
+from kubemr.engine import commit
 from kubemr.errors import JobFailed
 from kubemr.runtime.local import run_local
 from tests.conftest import make_job, read_output
@@ -193,3 +194,21 @@ def test_committed_output_is_refused_unless_overwriting(tmp_path, books):
         run_local(job)
     run_local(job, overwrite=True)
     assert output_counts(tmp_path) == sequential_wordcount(books)
+
+
+def test_each_commit_record_says_where_its_attempt_spent_its_time(tmp_path, books):
+    work = tmp_path / "work"
+    job = make_job(tmp_path, WORDCOUNT, str(books) + "/", reducer="reducer", reducers=2,
+                   intermediate={"uri": f"file://{work}/", "keep": True})
+    run_local(job)
+    (run,) = os.listdir(work)
+    records = {(kind, index): commit.read_commit(f"file://{work}/{run}", kind, index)
+               for kind, index in [("map", 0), ("reduce", 0), ("reduce", 1)]}
+    for (kind, _), record in records.items():
+        timings = record["timings"]
+        steps = ("map", "upload") if kind == "map" else ("fetch", "reduce", "upload")
+        assert set(timings) == {"startup", *steps} | ({"read"} if kind == "map" else set())
+        assert 0 < timings["startup"] < 60  # the interpreter and imports took some time
+        assert all(timings[s] >= 0 for s in steps)
+        assert sum(timings[s] for s in steps) <= record["seconds"] + 0.01
+    assert records["map", 0]["timings"]["read"] <= records["map", 0]["timings"]["map"]
