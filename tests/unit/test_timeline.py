@@ -39,3 +39,12 @@ def test_a_job_with_no_started_task_says_so():
     assert "no task has started yet" in render_svg("wc", [], now=0.0)
     waiting = [attempt("map", 0, 1, "", None, None, "Pending")]
     assert "no task has started yet" in render_html("wc", waiting, now=0.0)
+
+
+def test_a_committed_attempt_shows_where_its_time_went():
+    done = TaskAttempt("map", 0, 1, "job-map-0-1", "Succeeded", "node-a", 100.0, 112.0,
+                       {"timings": {"startup": 0.4, "map": 11.0, "read": 1.5, "upload": 0.2}},
+                       "")
+    title = ET.fromstring(render_svg("wc", [done], now=200.0)).find(
+        f"{SVG}rect/{SVG}title").text
+    assert title.endswith("startup 0.4s, map 11.0s, read 1.5s, upload 0.2s")
