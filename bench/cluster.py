@@ -31,6 +31,7 @@ import argparse
 import base64
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -286,6 +287,7 @@ def breakdown(attempts: list[dict], applied: float, done: float, parallelism: in
             add("reduce: upload", t["upload"])
         add("commit + exit (task -> pod ended)", a["finished"] - a["committed"])
     span = done - applied
+    cpu = sum(a["timings"].get("cpu", 0.0) for a in attempts)
     add("idle slots (no pod)", parallelism * span - sum(steps.values()))
     maps = [a for a in attempts if a["type"] == "map"]
     reduces = [a for a in attempts if a["type"] == "reduce"]
@@ -298,6 +300,7 @@ def breakdown(attempts: list[dict], applied: float, done: float, parallelism: in
     return {
         "span": span,
         "slots": steps,
+        "CPU of the task processes (user + sys, summed)": cpu,
         "planning (apply -> first pod)": min(a["created"] for a in attempts) - applied,
         "operator reaction (a commit -> next pod made, +-0.5 s), mean": statistics.mean(reactions)
         if reactions else 0.0,
@@ -355,13 +358,15 @@ def throughput(size_mib: int, rounds: int, parallelism: int, lock: str | None,
         print(f"round {round_ + 1}: cluster {cluster[-1]:.1f} s", flush=True)
         print_breakdown(reports[-1])
         out = f"/tmp/kubemr-bench-out-{os.getpid()}-{round_}/"
-        started = time.time()
+        started, before = time.time(), resource.getrusage(resource.RUSAGE_CHILDREN)
         run_local(parse_manifest(job_manifest("local", folder + "/", out, reducers=2)),
                   workers=2)
         local.append(time.time() - started)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        local_cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
         subprocess.run(["rm", "-rf", out])
-        print(f"round {round_ + 1}: local {local[-1]:.1f} s, cluster/local "
-              f"{local[-1] / cluster[-1]:.2f}", flush=True)
+        print(f"round {round_ + 1}: local {local[-1]:.1f} s (its workers' CPU {local_cpu:.0f} s), "
+              f"cluster/local {local[-1] / cluster[-1]:.2f}", flush=True)
     c, lo = statistics.median(cluster), statistics.median(local)
     print(f"corpus {size / 1e6:.0f} MB, {rounds} rounds, cluster parallelism {parallelism}: "
           f"cluster {size / c / 1e6:.1f} MB/s ({c:.1f} s), local runner {size / lo / 1e6:.1f} "

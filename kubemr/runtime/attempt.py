@@ -41,6 +41,8 @@ def run_task(task: dict) -> dict:
         shutil.rmtree(scratch, ignore_errors=True)
     if task.get("dataNode"):
         record["dataNode"] = task["dataNode"]
+    user, system = os.times()[:2]
+    timings["cpu"] = round(user + system, 3)  # the process's, its interpreter start included
     record.update(attempt=task["attempt"], node=_node(task), started=round(started, 3),
                   seconds=round(time.time() - started, 3), timings=timings)
     commit.write_commit(task["work"], task["type"], task["index"], record)

@@ -207,8 +207,9 @@ def test_each_commit_record_says_where_its_attempt_spent_its_time(tmp_path, book
     for (kind, _), record in records.items():
         timings = record["timings"]
         steps = ("map", "upload") if kind == "map" else ("fetch", "reduce", "upload")
-        assert set(timings) == {"startup", *steps} | ({"read"} if kind == "map" else set())
+        assert set(timings) == {"startup", "cpu", *steps} | ({"read"} if kind == "map" else set())
         assert 0 < timings["startup"] < 60  # the interpreter and imports took some time
+        assert 0 < timings["cpu"] < 60
         assert all(timings[s] >= 0 for s in steps)
         assert sum(timings[s] for s in steps) <= record["seconds"] + 0.01
     assert records["map", 0]["timings"]["read"] <= records["map", 0]["timings"]["map"]
