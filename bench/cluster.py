@@ -2,15 +2,24 @@
 
     eval "$(hack/cluster.sh env)"      # a cluster with the operator installed (helm)
     python bench/cluster.py overhead [--runs 5]
-    python bench/cluster.py throughput [--size-mib 1024]
+    python bench/cluster.py throughput [--size-mib 1024] [--runs N] [--parallelism 4]
     python bench/cluster.py scale [--maps 1000]
+    python bench/cluster.py indexed [--maps 1000]
+    python bench/cluster.py small-files [--runs 3]
     python bench/cluster.py speculation [--runs 3]
+    python bench/cluster.py report /tmp/kubemr-bench-JOB.json
+
+On a shared test cluster, `--lock /tmp/kubemr-cluster.lock` holds its lock for each cluster job,
+and `--deploy REPO` deploys that checkout (image, CRD, chart) before each (throughput,
+small-files, scale).
 
 overhead: seconds from `kubectl apply` of a trivial job (1 map, 1 reduce) to phase Succeeded,
 against two bare pods of the same image run one after the other (create, wait for Succeeded,
 then the next); median of --runs, and their ratio (target: at most 1.3).
 throughput: word count over a corpus in MinIO on the cluster, against the local runner over the
-same corpus on this machine (2 workers); MB/s of each and their ratio.
+same corpus on this machine (2 workers), in interleaved rounds; MB/s of each, their ratio, and
+where the cluster's time went (slot-seconds per step, from its pods' commit records; each run's
+attempts are saved to /tmp/kubemr-bench-JOB.json).
 scale: a job of --maps map tasks (one small object each) and 2 reduces, run to Succeeded while
 the operator's process is watched: its peak RSS (VmHWM; target under 200 MiB), the job's
 duration and the size of the job object in etcd.
