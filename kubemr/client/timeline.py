@@ -38,8 +38,11 @@ def render_svg(job_name: str, attempts: list[TaskAttempt], now: float) -> str:
             color = COLORS["failed"] if failed else COLORS[a.task_type]
             yy = y + 2 + (slot % 2) * (bar + 2)
             seconds = (a.finished or now) - a.started
+            timings = (a.record or {}).get("timings") or {}
             title = (f"{a.name} attempt {a.attempt} on {node}: {a.phase}, {seconds:.1f}s"
-                     + (f"\n{a.error.strip().splitlines()[-1]}" if failed and a.error else ""))
+                     + (f"\n{a.error.strip().splitlines()[-1]}" if failed and a.error else "")
+                     + ("\n" + ", ".join(f"{step} {t:.1f}s" for step, t in timings.items())
+                        if timings else ""))
             dashed = ' stroke="black" stroke-dasharray="3,2"' if failed else ""
             mark = ("#" + str(a.attempt) if a.attempt > 1 else "") + (" ✗" if failed else "")
             rows.append(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import time
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterator
@@ -41,6 +42,7 @@ class InputReader:
         self.split = split
         self.format = input_format
         self.bytes_read = 0
+        self.read_seconds = 0.0  # waiting on storage, for the attempt's timings
         self.records = 0
 
     def __iter__(self) -> Iterator[tuple]:
@@ -191,12 +193,16 @@ class _Counting(StreamWrapper):
         self._reader = reader
 
     def read(self, n: int = -1) -> bytes:
+        started = time.perf_counter()
         data = self._stream.read(n)
+        self._reader.read_seconds += time.perf_counter() - started
         self._reader.bytes_read += len(data)
         return data
 
     def readinto(self, b) -> int:
+        started = time.perf_counter()
         n = self._stream.readinto(b)
+        self._reader.read_seconds += time.perf_counter() - started
         self._reader.bytes_read += n
         return n
 

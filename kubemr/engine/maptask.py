@@ -87,6 +87,7 @@ class MapTask:
         elif functions.combiner:
             self.combine = Combiner(functions.combiner, self.counters)
         self.spills: list[tuple[str, list]] = []
+        self.read_seconds = 0.0  # of the task's time, waiting on its input
 
     def _outputs(self, reader: InputReader) -> Iterator:
         outputs = chain.from_iterable(starmap(self.fn.mapper, reader))
@@ -133,6 +134,7 @@ class MapTask:
                 gc.collect()
         self.counters["map_input_records"] += reader.records
         self.counters["bytes_read"] += reader.bytes_read
+        self.read_seconds = reader.read_seconds
         if not self.spills:
             with open(output_path, "wb") as f:
                 return self._write_groups(self._sorted_partitions(buffer), f)

@@ -111,7 +111,7 @@ def _tick_forever() -> None:
         metrics.jobs_listed(jobs)
         for job in jobs:
             if _wanted(job):
-                _reconcile(job)
+                _reconcile(job, if_idle=True)
         if time.monotonic() - swept > SWEEP_SECONDS:
             swept = time.monotonic()
             try:
@@ -120,10 +120,10 @@ def _tick_forever() -> None:
                 log.warning("sweep of orphaned work prefixes failed: %s", e)
 
 
-def _reconcile(job: dict) -> None:
+def _reconcile(job: dict, if_idle: bool = False) -> None:
     meta = job["metadata"]
     try:
-        reconcile(job, kube(), settings, post_event)
+        reconcile(job, kube(), settings, post_event, if_idle)
     except Exception:
         log.exception("pass over %s/%s failed; the next one retries",
                       meta.get("namespace"), meta.get("name"))

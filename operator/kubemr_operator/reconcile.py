@@ -85,6 +85,8 @@ class JobCache:
     failures: dict[tuple[str, int, int], dict] = field(default_factory=dict)
     credentials: Credentials | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Asked for since the last pass began: a pod ended, the job changed, the clock ticked.
+    pass_wanted: bool = False
 
 
 _caches: dict[str, JobCache] = {}
@@ -745,19 +747,31 @@ def sweep_orphans(kube: Kube, settings: Settings) -> list[str]:
     return swept
 
 
-def reconcile(job: dict, kube: Kube, settings: Settings, events: Events) -> None:
-    """One pass over the job as the API server has it now (the caller's copy may be stale)."""
+def reconcile(job: dict, kube: Kube, settings: Settings, events: Events,
+              if_idle: bool = False) -> None:
+    """One pass over the job as the API server has it now (the caller's copy may be stale).
+
+    A pass asked for while another runs is not dropped: the running one goes round again once
+    it ends, so a pod that ended during a pass gets its successor at once, not at the next
+    tick. The tick itself asks `if_idle`: a pass now if none runs, else nothing.
+    """
     meta = job["metadata"]
     cache = _caches.setdefault(meta["uid"], JobCache())
-    if not cache.lock.acquire(blocking=False):
-        return  # a pass for this job is under way; it will see the same world
-    try:
-        job = kube.get_job(meta.get("namespace", "default"), meta["name"])
-        if job is None or job["metadata"]["uid"] != meta["uid"]:
-            _caches.pop(meta["uid"], None)
+    if not if_idle:
+        cache.pass_wanted = True
+    while True:
+        if not cache.lock.acquire(blocking=False):
+            return  # the pass under way goes round again: it sees what this caller saw
+        try:
+            cache.pass_wanted = False
+            job = kube.get_job(meta.get("namespace", "default"), meta["name"])
+            if job is None or job["metadata"]["uid"] != meta["uid"]:
+                _caches.pop(meta["uid"], None)
+                return
+            Pass(job, kube, settings, events).run()
+        except StalePass as e:
+            log.info("%s; the next pass reads it anew", e)
+        finally:
+            cache.lock.release()
+        if not cache.pass_wanted:
             return
-        Pass(job, kube, settings, events).run()
-    except StalePass as e:
-        log.info("%s; the next pass reads it anew", e)
-    finally:
-        cache.lock.release()

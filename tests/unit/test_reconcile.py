@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -508,3 +509,44 @@ def test_a_part_put_in_the_way_while_the_job_ran_fails_it_and_stays(setup):
     assert "holds 'part-00001', written there after the job was planned" in status["message"]
     assert os.listdir(tmp_path / "out") == ["part-00001"]
     assert (tmp_path / "out" / "part-00001").read_text() == "not kubemr's\n"
+
+
+def test_a_pass_asked_for_while_another_runs_follows_it_once(monkeypatch):
+    """A pod that ends while a pass runs gets a pass of its own right after, not at the next
+    tick; the tick asks only for a pass when none runs."""
+    passes, running, release = [], threading.Event(), threading.Event()
+
+    class BlockingPass:
+        def __init__(self, job, *_):
+            pass
+
+        def run(self):
+            passes.append(1)
+            running.set()
+            release.wait(10)
+
+    class ApiServer:
+        def get_job(self, namespace, name):
+            return job
+
+    job = {"metadata": {"name": "j", "namespace": "ns", "uid": "uid-follow"}}
+    monkeypatch.setattr(reconcile_module, "Pass", BlockingPass)
+
+    def during_a_pass(*asks: bool) -> int:
+        """Passes run when each of `asks` (if_idle) comes while a pass runs."""
+        before = len(passes)
+        running.clear()
+        release.clear()
+        first = threading.Thread(target=reconcile, args=(job, ApiServer(), Settings(), None))
+        first.start()
+        assert running.wait(10)
+        for if_idle in asks:
+            reconcile(job, ApiServer(), Settings(), None, if_idle)  # returns at once
+        assert len(passes) == before + 1
+        release.set()
+        first.join(10)
+        return len(passes) - before
+
+    assert during_a_pass(True) == 1  # the tick: nothing more
+    assert during_a_pass(False) == 2  # a pod ended
+    assert during_a_pass(False, False, True) == 2  # two pods ended: one pass sees both

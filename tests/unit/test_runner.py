@@ -6,6 +6,7 @@ from collections import Counter
 
 import pytest
 
+from kubemr.engine import commit
 from kubemr.errors import JobFailed
 from kubemr.runtime.local import run_local
 from tests.conftest import make_job, read_output
@@ -257,3 +258,23 @@ def test_a_worker_that_dies_is_replaced_by_a_fresh_one(tmp_path):
     failed = [(a.kind, a.index, a.failure, a.message) for a in result.attempts if not a.ok]
     assert failed == [("map", 1, "UserError", "the task exited with code 3 without reporting "
                                               "a result")]
+
+
+def test_each_commit_record_says_where_its_attempt_spent_its_time(tmp_path, books):
+    work = tmp_path / "work"
+    job = make_job(tmp_path, WORDCOUNT, str(books) + "/", reducer="reducer", reducers=2,
+                   intermediate={"uri": f"file://{work}/", "keep": True})
+    run_local(job)
+    (run,) = os.listdir(work)
+    records = {(kind, index): commit.read_commit(f"file://{work}/{run}", kind, index)
+               for kind, index in [("map", 0), ("reduce", 0), ("reduce", 1)]}
+    for (kind, _), record in records.items():
+        timings = record["timings"]
+        steps = ("map", "upload") if kind == "map" else ("fetch", "reduce", "upload")
+        assert set(timings) == {"startup", "cpu", *steps} | ({"read"} if kind == "map" else set())
+        assert 0 <= timings["startup"] < 60  # 0 in a worker that ran an attempt before
+        assert 0 < timings["cpu"] < 60
+        assert all(timings[s] >= 0 for s in steps)
+        assert sum(timings[s] for s in steps) <= record["seconds"] + 0.01
+    assert records["map", 0]["timings"]["read"] <= records["map", 0]["timings"]["map"]
+    assert records["map", 0]["timings"]["startup"] > 0  # the first attempt of its worker

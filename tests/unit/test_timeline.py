@@ -49,3 +49,12 @@ def test_combine_tasks_of_a_tree_of_reduces_have_a_color_of_their_own():
              for b in root.findall(f"{SVG}rect[{SVG}title]")}
     assert fills["combine-0"] not in (fills["map-0"], fills["reduce-0"])
     assert "combine" in render_html("tree", tree, now=200.0)
+
+
+def test_a_committed_attempt_shows_where_its_time_went():
+    done = TaskAttempt("map", 0, 1, "job-map-0-1", "Succeeded", "node-a", 100.0, 112.0,
+                       {"timings": {"startup": 0.4, "map": 11.0, "read": 1.5, "upload": 0.2}},
+                       "")
+    title = ET.fromstring(render_svg("wc", [done], now=200.0)).find(
+        f"{SVG}rect/{SVG}title").text
+    assert title.endswith("startup 0.4s, map 11.0s, read 1.5s, upload 0.2s")
