@@ -238,10 +238,10 @@ def test_the_server_is_read_only_and_forbids_scripts(server):
 
 
 FAILS_FIRST = textwrap.dedent("""
-    import json, sys
+    import os
     def mapper(offset, line):
-        task = json.load(open(sys.argv[1]))  # the local worker's task file
-        if task["attempt"] == 1:
+        if not os.path.exists(FLAG):  # the first attempt of each job: FLAG is per job
+            open(FLAG, "w").close()
             print("attempt 1 gives up <b>now</b>", flush=True)
             raise RuntimeError("the first attempt fails <script>alert(1)</script>")
         for word in line.split():
@@ -254,10 +254,15 @@ FAILS_FIRST = textwrap.dedent("""
 def test_local_runs_are_shown_from_the_runners_record(tmp_path):
     (tmp_path / "in.txt").write_text("a b a\n")
     logs = tmp_path / "logs"
-    run_local(make_job(tmp_path, FAILS_FIRST, str(tmp_path / "in.txt"), name="flaky",
+
+    def fails_first(flag: str) -> str:
+        return f"FLAG = {str(tmp_path / flag)!r}\n" + FAILS_FIRST
+
+    run_local(make_job(tmp_path, fails_first("flaky"), str(tmp_path / "in.txt"), name="flaky",
                        reducer="reducer", backoffSeconds=0), logs=str(logs))
     with pytest.raises(JobFailed):
-        run_local(make_job(tmp_path, FAILS_FIRST, str(tmp_path / "in.txt"), name="broken",
+        run_local(make_job(tmp_path, fails_first("broken"), str(tmp_path / "in.txt"),
+                           name="broken",
                            maxAttempts=1, output={"uri": str(tmp_path / "out2") + "/"}),
                   logs=str(logs))
     runs = LocalRuns(str(logs))

@@ -273,7 +273,7 @@ def test_each_commit_record_says_where_its_attempt_spent_its_time(tmp_path, book
         steps = ("map", "upload") if kind == "map" else ("fetch", "reduce", "upload")
         assert set(timings) == {"startup", "cpu", *steps} | ({"read"} if kind == "map" else set())
         assert 0 <= timings["startup"] < 60  # 0 in a worker that ran an attempt before
-        assert 0 < timings["cpu"] < 60
+        assert 0 <= timings["cpu"] < 60
         assert all(timings[s] >= 0 for s in steps)
         assert sum(timings[s] for s in steps) <= record["seconds"] + 0.01
     assert records["map", 0]["timings"]["read"] <= records["map", 0]["timings"]["map"]
