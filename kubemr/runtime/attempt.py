@@ -38,8 +38,9 @@ def run_task(task: dict) -> dict:
             record = _run_reduce(task, spec, functions, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    if task.get("dataNode"):
-        record["dataNode"] = task["dataNode"]
+    for key in ("dataNode", "dataNodes"):
+        if task.get(key):
+            record[key] = task[key]
     record.update(attempt=task["attempt"], node=_node(task),
                   started=round(started, 3), seconds=round(time.time() - started, 3))
     commit.write_commit(task["work"], task["type"], task["index"], record)
