@@ -20,14 +20,7 @@ from kubemr.runtime.local import run_local
 from kubemr.storage import dataset
 from kubemr.storage.dataset import Node, fsck, place, put, replica_order
 from tests.conftest import make_job, read_output
-
-WORDCOUNT = """
-def mapper(offset, line):
-    for word in line.split():
-        yield word, 1
-def reducer(word, counts):
-    yield word, sum(counts)
-"""
+from tests.unit.test_runner import WORDCOUNT
 
 
 @pytest.fixture
@@ -43,7 +36,7 @@ def books(tmp_path):
     folder.mkdir()
     counts = Counter()
     for number in range(2):
-        lines = [" ".join(f"w{(i * 7 + j) % 31}" for j in range(i % 13 + 1))
+        lines = [" ".join(chr(97 + (i * 7 + j) % 26) * 3 for j in range(i % 13 + 1))
                  for i in range(300 * (number + 1))]
         (folder / f"book{number}.txt").write_text("\n".join(lines) + "\n")
         counts.update(w for line in lines for w in line.split())
