@@ -27,7 +27,6 @@ import os
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import BinaryIO
 
 from kubemr.errors import StorageError, StorageUnavailable
@@ -66,11 +65,6 @@ def load(uri: str) -> dict:
     if not isinstance(manifest, dict) or manifest.get("kind") != KIND:
         raise StorageError(f"{uri} is not a kubemr dataset manifest")
     return manifest
-
-
-@lru_cache(maxsize=8)
-def _cached(uri: str) -> dict:
-    return load(uri)
 
 
 def place(nodes: list[Node], replicas: int, turn: int) -> list[Node]:
@@ -173,14 +167,21 @@ def _local_files(paths: Iterable[str]) -> list[tuple[str, str]]:
 # -- reading ---------------------------------------------------------------------------------
 
 
+_unreachable: set[str] = set()  # nodes whose store failed a read in this process
+
+
 def replica_order(replicas: list[dict], here: str | None, zones: dict[str, str]) -> list[dict]:
-    """The replicas nearest first: this node's own, then its zone's, then the rest."""
+    """The replicas nearest first: this node's own, then its zone's, then the rest; a node
+    that has failed a read already comes last."""
     zone = zones.get(here) if here else None
 
-    def distance(replica: dict) -> int:
-        if here and replica["node"] == here:
-            return 0
-        return 1 if zone and zones.get(replica["node"]) == zone else 2
+    def distance(replica: dict) -> tuple[bool, int]:
+        node = replica["node"]
+        if here and node == here:
+            nearness = 0
+        else:
+            nearness = 1 if zone and zones.get(node) == zone else 2
+        return node in _unreachable, nearness
 
     return sorted(replicas, key=distance)
 
@@ -188,7 +189,7 @@ def replica_order(replicas: list[dict], here: str | None, zones: dict[str, str])
 def open_file(manifest: str, name: str, start: int) -> BinaryIO:
     """A stream of file `name`'s bytes from `start` to its end, block after block, each read
     from its nearest replica that answers."""
-    dataset = _cached(manifest)
+    dataset = load(manifest)  # once per map task: a task reads one block's split
     entry = next((f for f in dataset["files"] if f["name"] == name), None)
     if entry is None:
         raise StorageError(f"dataset {manifest} has no file {name}")
@@ -249,13 +250,14 @@ class _BlocksStream(StreamWrapper):
                     raise StorageError(f"{replica['uri']} ends early")
                 self._pos += len(data)
                 return data
-            except (StorageError, OSError) as e:
-                tried.append(replica["uri"])
-                self._close_block()
-                last = e
-            except Exception as e:  # the S3 client's own errors on a broken connection
-                if type(e).__module__.split(".")[0] not in ("urllib3", "http"):
+            except Exception as e:
+                # StorageError, or the S3 client's own errors on a connection that broke
+                if not isinstance(e, StorageError | OSError) and \
+                        type(e).__module__.split(".")[0] not in ("urllib3", "http"):
                     raise
+                if isinstance(e, StorageUnavailable | OSError) or \
+                        not isinstance(e, StorageError):
+                    _unreachable.add(replica["node"])
                 tried.append(replica["uri"])
                 self._close_block()
                 last = e
