@@ -276,6 +276,9 @@ class StandInKube:
     def ready_nodes(self):
         return set(NODES)
 
+    def node_zones(self):
+        return {}
+
     def create_pod(self, pod):
         labels = pod["metadata"]["labels"]
         self.created.append(("map" if labels["kubemr.io/task-type"] == "map" else "reduce",

@@ -12,12 +12,13 @@ _LAZY = {
     "run_local": "kubemr.runtime.local", "Pipeline": "kubemr.client.sdk",
     "Step": "kubemr.client.sdk",
     "read_output": "kubemr.client.sdk", "submit": "kubemr.client.sdk",
+    "put": "kubemr.client.datasets", "fsck": "kubemr.client.datasets",
 }
 
 __all__ = [
     "JobFailed", "JobResult", "JobSpec", "KubemrError", "ManifestError", "StorageError",
     "Pipeline", "Step", "UserCodeError", "increment_counter", "load_manifest", "parse_manifest",
-    "read_output", "run_local", "submit",
+    "read_output", "run_local", "submit", "put", "fsck",
 ]
 
 

@@ -141,7 +141,8 @@ def _describe(args: argparse.Namespace) -> int:
             "reduce_output_records", counters.get("tree_output_records", "")))
         local = ""
         if a.task_type == "map" and a.record:
-            local = "yes" if a.record.get("dataNode") in (None, a.node) else "no"
+            nodes = a.record.get("dataNodes") or [a.record.get("dataNode")]
+            local = "yes" if None in nodes or a.node in nodes else "no"
         name = a.name
         if a.task_type == "combine" and a.record and "level" in a.record:
             name += f" (level {a.record['level']})"
@@ -273,6 +274,38 @@ def _port_forward(args: argparse.Namespace) -> int:
     return 0
 
 
+def _nodes(args: argparse.Namespace):
+    from kubemr.client.datasets import named_nodes
+
+    return named_nodes(args.node, args.zone) if args.node else None
+
+
+def _put(args: argparse.Namespace) -> int:
+    from kubemr.client.datasets import put
+
+    manifest = put(args.paths, args.dataset, replicas=args.replicas, block_size=args.block_size,
+                   nodes=_nodes(args))
+    blocks = sum(len(f["blocks"]) for f in manifest["files"])
+    size = sum(f["size"] for f in manifest["files"])
+    _print(args, manifest, f"{args.dataset}: {len(manifest['files'])} files, {size} bytes in "
+                           f"{blocks} blocks, {manifest['replicas']} replicas each")
+    return 0
+
+
+def _fsck(args: argparse.Namespace) -> int:
+    from kubemr.client.datasets import fsck
+
+    health = fsck(args.dataset, repair=args.repair, nodes=_nodes(args))
+    lines = [*health.under_replicated, *health.lost]
+    verdict = ("healthy" if not lines else
+               f"{len(health.under_replicated)} under-replicated and {len(health.lost)} lost "
+               f"of {health.blocks} blocks" +
+               (f"; {health.repaired} repaired" if args.repair else ""))
+    _print(args, health.__dict__, "\n".join([*lines, f"{args.dataset}: {verdict}"]))
+    unrepaired = len(health.under_replicated) - health.repaired
+    return EXIT_FAILED if health.lost or unrepaired else 0
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(x)) for x in column) for column in zip(header, *rows, strict=True)]
     return "\n".join("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip()
@@ -342,6 +375,23 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, default=0, help="local port (default: a free one)")
     ui.add_argument("--open", action="store_true", help="open the page in a web browser")
     ui.set_defaults(handler=_ui)
+    put = command("put", _put, "store local files as a replicated dataset a job can read")
+    put.add_argument("paths", nargs="+", metavar="LOCAL", help="files or folders")
+    put.add_argument("dataset", metavar="DATASET", help="where: s3://BUCKET/PATH")
+    put.add_argument("--replicas", type=int,
+                     help="nodes that keep each block (default 2 with 2 or more nodes)")
+    put.add_argument("--block-size", default="64Mi", help="bytes per block (default 64Mi)")
+    fsck = command("fsck", _fsck, "report a dataset's under-replicated blocks (--repair: "
+                   "copy them from a live replica)")
+    fsck.add_argument("dataset", metavar="DATASET", help="s3://BUCKET/PATH")
+    fsck.add_argument("--repair", action="store_true",
+                      help="restore each block's replicas by copying a live one")
+    for sub in (put, fsck):
+        sub.add_argument("--node", action="append", default=[], metavar="NAME[=URI]",
+                         help="a node to keep blocks on (default: the cluster's nodes with a "
+                              "MinIO server); URI where it keeps them (default s3://node-NAME)")
+        sub.add_argument("--zone", action="append", default=[], metavar="NAME=ZONE",
+                         help="a --node's zone (blocks are spread over zones)")
     return parser
 
 

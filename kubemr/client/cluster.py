@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 
 from kubemr.errors import KubemrError, NotFound
-from kubemr.spec.names import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from kubemr.spec.names import API_VERSION, GROUP, KIND, LABEL_ZONE, PLURAL, VERSION
 
 TASK_ORDER = {"map": 0, "combine": 1, "reduce": 2}  # combine: a tree of reduces' levels
 
@@ -126,6 +126,14 @@ class Cluster:
         self._call(f"delete mapreducejob {namespace}/{name}",
                    self.custom.delete_namespaced_custom_object, GROUP, VERSION, namespace,
                    PLURAL, name)
+
+    def ready_nodes(self) -> list[tuple[str, str | None]]:
+        """(name, zone) of each Ready node, by name."""
+        nodes = self._call("list nodes", self.core.list_node).items
+        return sorted((n.metadata.name, (n.metadata.labels or {}).get(LABEL_ZONE))
+                      for n in nodes
+                      if any(c.type == "Ready" and c.status == "True"
+                             for c in n.status.conditions or []))
 
     def attempts(self, namespace: str, name: str) -> list[TaskAttempt]:
         pods = self._call("list task pods", self.core.list_namespaced_pod, namespace,

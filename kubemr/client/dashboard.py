@@ -164,7 +164,8 @@ def _task_order(attempt: TaskAttempt) -> tuple:
 def _data_local(attempt: TaskAttempt) -> str:
     if attempt.task_type != "map" or not attempt.record:
         return ""
-    return "yes" if attempt.record.get("dataNode") in (None, attempt.node) else "no"
+    nodes = attempt.record.get("dataNodes") or [attempt.record.get("dataNode")]
+    return "yes" if None in nodes or attempt.node in nodes else "no"
 
 
 def _error(error: str) -> str:

@@ -22,7 +22,7 @@ from typing import BinaryIO
 from kubemr.engine import progress
 from kubemr.engine.plan import Part, Split
 from kubemr.errors import UserCodeError
-from kubemr.storage import StreamWrapper, store_for
+from kubemr.storage import StreamWrapper, dataset, store_for
 
 BLOCK = 1 << 18  # a block's lines, offsets and texts are held at once
 READ_AHEAD = 16  # small remote objects of a packed split fetched ahead of the one being read
@@ -80,6 +80,9 @@ class InputReader:
     def _open(self, part: Part, fetched: Future | None = None) -> BinaryIO:
         if fetched is not None:
             stream = io.BytesIO(fetched.result())
+        elif part.dataset:
+            stream = dataset.open_file(part.dataset, part.name,
+                                       0 if part.uri.endswith(".gz") else part.start)
         else:
             stream = store_for(part.uri).open_range(
                 part.uri, 0 if part.uri.endswith(".gz") else part.start)
@@ -161,7 +164,7 @@ class InputReader:
 
 def _fetch_ahead(part: Part) -> bool:
     """A whole small object in a remote store (local files are read as they come)."""
-    return (not part.uri.startswith("file://") and part.start == 0
+    return (not part.uri.startswith("file://") and not part.dataset and part.start == 0
             and 0 < part.end == part.size <= SMALL_OBJECT)
 
 

@@ -1,5 +1,6 @@
 """Plan the map tasks: list the input objects, cut large ones into byte-range splits and pack
-small ones together, keeping each split on one node's server."""
+small ones together, keeping each split on one node's server; a replicated dataset's blocks are
+one split each, knowing every node that holds the block (kubemr.storage.dataset)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from kubemr.errors import ManifestError, StorageError
-from kubemr.storage import ObjectInfo, normalize_uri, store_for
+from kubemr.storage import ObjectInfo, dataset, normalize_uri, store_for
 from kubemr.storage.nodes import node_of
 
 GLOB_CHARS = "*?["
@@ -28,6 +29,7 @@ class Part:
     end: int
     size: int
     base: str
+    dataset: str | None = None  # the manifest of the dataset `uri` is a file of
 
     @property
     def name(self) -> str:
@@ -46,6 +48,7 @@ class Split:
 
     parts: tuple[Part, ...]
     node: str | None = None
+    replicas: tuple[str, ...] = ()  # every node holding the data, `node` first (datasets)
 
     @classmethod
     def of(cls, uri: str, start: int, end: int, size: int, base: str,
@@ -54,11 +57,19 @@ class Split:
         return cls((Part(uri, start, end, size, base),), node)
 
     @property
+    def nodes(self) -> tuple[str, ...]:
+        """The nodes holding the split's data: where its map task is best run."""
+        return self.replicas or ((self.node,) if self.node else ())
+
+    @property
     def length(self) -> int:
         return sum(p.end - p.start for p in self.parts)
 
     def to_dict(self) -> dict:
-        return {"node": self.node, "parts": [asdict(p) for p in self.parts]}
+        parts = [{k: v for k, v in asdict(p).items() if k != "dataset" or v}
+                 for p in self.parts]
+        return {"node": self.node, "parts": parts,
+                **({"replicas": list(self.replicas)} if self.replicas else {})}
 
     @classmethod
     def from_dict(cls, d: dict) -> Split:
@@ -66,7 +77,8 @@ class Split:
         ({uri, start, end, size, base}), so a job planned by an earlier operator still runs."""
         if "parts" not in d:
             return cls.of(d["uri"], d["start"], d["end"], d["size"], d["base"])
-        return cls(tuple(Part(**p) for p in d["parts"]), d.get("node"))
+        return cls(tuple(Part(**p) for p in d["parts"]), d.get("node"),
+                   tuple(d.get("replicas", ())))
 
 
 def _hidden(uri: str, base: str) -> bool:
@@ -90,6 +102,9 @@ def list_input(uri: str) -> tuple[str, list[ObjectInfo]]:
         if exact:
             return uri.rsplit("/", 1)[0] + "/", exact
         base, found = uri + "/", [o for o in listed if o.uri.startswith(uri + "/")]
+    manifest = base + dataset.MANIFEST
+    if any(o.uri == manifest for o in found):  # a dataset (kubemr put): named by its manifest
+        return base, [next(o for o in found if o.uri == manifest)]
     return base, [o for o in found if not _hidden(o.uri, base)]
 
 
@@ -98,13 +113,38 @@ def plan_splits(uris: list[str], input_format: str, split_size: int,
     """The map tasks over the objects `uris` name, as cut_splits() cuts them. `servers` are the
     per-node MinIO servers (kubemr.storage.nodes): objects are packed only with others on the
     same node's server."""
-    inputs = []
+    inputs, datasets = [], []
     for uri in uris:
         base, objects = list_input(uri)
+        if objects and dataset.is_manifest(objects[0].uri):
+            datasets.append(objects[0].uri)
+            continue
         if not objects:
             raise StorageError(f"input {uri} matches no files")
         inputs.append((base, objects))
-    return cut_splits(inputs, input_format, split_size, servers or [], max_splits)
+    splits = cut_splits(inputs, input_format, split_size, servers or [], max_splits)
+    for manifest in datasets:
+        splits += block_splits(manifest)
+        if len(splits) > max_splits:
+            raise ManifestError(f"the input has more than {max_splits} blocks: put the "
+                                "dataset again with a larger --block-size")
+    return splits
+
+
+def block_splits(manifest_uri: str) -> list[Split]:
+    """One split per block of a dataset, naming every node that holds a replica. A block's
+    split reads on into the next block for the line that crosses its end, as any split does."""
+    manifest = dataset.load(manifest_uri)
+    base = manifest_uri[: -len(dataset.MANIFEST)]
+    splits = []
+    for entry in manifest["files"]:
+        uri = base + entry["name"]
+        for block in entry["blocks"]:
+            nodes = tuple(r["node"] for r in block["replicas"])
+            part = Part(uri, block["offset"], block["offset"] + block["size"], entry["size"],
+                        base, manifest_uri)
+            splits.append(Split((part,), nodes[0] if nodes else None, nodes))
+    return splits
 
 
 def cut_splits(inputs: list[tuple[str, list[ObjectInfo]]], input_format: str, split_size: int,

@@ -43,8 +43,9 @@ def run_task(task: dict) -> dict:
             record = _run_reduce(task, spec, functions, scratch, timings)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    if task.get("dataNode"):
-        record["dataNode"] = task["dataNode"]
+    for key in ("dataNode", "dataNodes"):
+        if task.get(key):
+            record[key] = task[key]
     user, system = os.times()[:2]
     # the process's, its interpreter start included; in a reused worker, this attempt's own
     timings["cpu"] = round(user + system - cpu_before, 3)

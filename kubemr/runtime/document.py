@@ -2,6 +2,7 @@
 
     {"job": {"name", "namespace", "spec"}, "work": URI, "type": "map" | "combine" | "reduce",
      "index": int, "attempt": int, "split": {...} (map), "dataNode": str | None (map),
+     "dataNodes": [str] (map: every node holding a dataset block's replica),
      "maps": int (combine, reduce: the tree of reduces, kubemr.scheduling.tree, follows from
      it and the spec), "log": URI (optional: where the attempt stores its log's tail)}
 """
@@ -26,6 +27,7 @@ class TaskDocument(TypedDict, total=False):
     attempt: int
     split: dict
     dataNode: str | None
+    dataNodes: list[str]
     maps: int
     log: str
 
@@ -33,7 +35,8 @@ class TaskDocument(TypedDict, total=False):
 def task_document(*, name: str, namespace: str, work: str, kind: str, index: int,
                   attempt: int, spec: dict | None = None, spec_uri: str | None = None,
                   split: dict | None = None, data_node: str | None = None,
-                  maps: int | None = None, log: str | None = None) -> TaskDocument:
+                  data_nodes: list[str] | None = None, maps: int | None = None,
+                  log: str | None = None) -> TaskDocument:
     job: JobRef = {"name": name, "namespace": namespace}
     if spec_uri:
         job["specUri"] = spec_uri
@@ -44,6 +47,8 @@ def task_document(*, name: str, namespace: str, work: str, kind: str, index: int
     if kind == "map":
         document["split"] = split
         document["dataNode"] = data_node
+        if data_nodes and len(data_nodes) > 1:
+            document["dataNodes"] = data_nodes
     else:
         document["maps"] = maps
     if log:

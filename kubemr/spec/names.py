@@ -23,3 +23,7 @@ def job_labels(job: str, uid: str) -> dict[str, str]:
         LABEL_JOB: job,
         LABEL_JOB_UID: uid,
     }
+
+# Kubernetes' own node label of a node's zone (the seed's rack): blocks of a dataset are spread
+# over zones, and a map task runs in its data's zone when not on its node.
+LABEL_ZONE = "topology.kubernetes.io/zone"

@@ -10,6 +10,11 @@ from __future__ import annotations
 from kubemr.storage.base import split_uri
 
 
+def bucket_of(node: str) -> str:
+    """The bucket of a node's own server, as the chart names it."""
+    return f"node-{node}"
+
+
 def node_of(uri: str, servers: list[dict]) -> str | None:
     """The node whose server holds `uri`, if it is on a per-node server."""
     if not uri.startswith("s3://"):

@@ -21,6 +21,8 @@ from kubemr.errors import StorageError, StorageUnavailable
 from kubemr.storage.base import ObjectInfo, StreamWrapper, split_uri
 
 PART_SIZE = 16 << 20
+CONNECT_SECONDS = 10
+READ_SECONDS = 300  # the client's own: a server-side copy of a large object answers late
 SERVER_ERRORS = {"InternalError", "ServiceUnavailable", "SlowDown", "XMinioServerNotInitialized",
                  "XMinioStorageFull", "RequestTimeout"}
 
@@ -85,6 +87,7 @@ class _Stream(StreamWrapper):
 class S3Store:
     def __init__(self, endpoint: str, credentials=None):
         from minio import Minio
+        from urllib3 import Timeout
 
         url = urlparse(endpoint if "://" in endpoint else "http://" + endpoint)
         settings = _settings()
@@ -103,6 +106,10 @@ class S3Store:
             secure=url.scheme == "https",
             region=os.environ.get("KUBEMR_S3_REGION", "us-east-1"),
         )
+        # A server that does not answer (its node stopped) is given up on after seconds, not
+        # the client's 5 minutes per try: a dataset's block is then read from another replica.
+        self._client._http.connection_pool_kw["timeout"] = Timeout(connect=CONNECT_SECONDS,
+                                                                   read=READ_SECONDS)
         self._buckets_seen: set[str] = set()
 
     def _call(self, what: str, uri: str, fn, *args, **kwargs):
@@ -231,17 +238,24 @@ class S3Store:
         from minio.error import S3Error
 
         _, bucket, key = split_uri(uri)
-        try:
-            self._client.stat_object(bucket, key)
-            return True
-        except S3Error as e:
-            if e.code in ("NoSuchKey", "NoSuchBucket", "NoSuchObject"):
-                return False
-            if e.code == "AccessDenied":
-                # S3 answers 403, not 404, for a missing key to a user who may list only
-                # prefixes of the bucket: a listing of the key itself tells.
-                return any(o.uri == uri for o in self.list(uri))
-            raise StorageError(f"cannot check {uri}: {e.code}") from None
+
+        def stat() -> bool | None:
+            try:
+                self._client.stat_object(bucket, key)
+                return True
+            except S3Error as e:
+                if e.code in ("NoSuchKey", "NoSuchBucket", "NoSuchObject"):
+                    return False
+                if e.code == "AccessDenied":
+                    return None
+                raise
+
+        found = self._call("check", uri, stat)
+        if found is None:
+            # S3 answers 403, not 404, for a missing key to a user who may list only
+            # prefixes of the bucket: a listing of the key itself tells.
+            return any(o.uri == uri for o in self.list(uri))
+        return found
 
     def copy(self, src_uri: str, dst_uri: str) -> None:
         from minio.commonconfig import CopySource

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from kubemr.spec.names import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from kubemr.spec.names import API_VERSION, GROUP, KIND, LABEL_ZONE, PLURAL, VERSION
 
 NODE_CACHE_SECONDS = 5.0
 
@@ -25,6 +25,7 @@ class Kube:
         self.core = client.CoreV1Api(self.api_client)
         self.custom = client.CustomObjectsApi(self.api_client)
         self._nodes: tuple[float, set[str]] = (0.0, set())
+        self._zones: dict[str, str] = {}
 
     def get_job(self, namespace: str, name: str) -> dict | None:
         try:
@@ -118,12 +119,22 @@ class Kube:
                 raise
 
     def ready_nodes(self) -> set[str]:
-        fetched, nodes = self._nodes
-        if time.time() - fetched > NODE_CACHE_SECONDS:
-            nodes = set()
+        self._list_nodes()
+        return self._nodes[1]
+
+    def node_zones(self) -> dict[str, str]:
+        """Each node's zone (topology.kubernetes.io/zone), for the nodes that carry one."""
+        self._list_nodes()
+        return self._zones
+
+    def _list_nodes(self) -> None:
+        if time.time() - self._nodes[0] > NODE_CACHE_SECONDS:
+            nodes, zones = set(), {}
             for node in self.core.list_node().items:
+                zone = (node.metadata.labels or {}).get(LABEL_ZONE)
+                if zone:
+                    zones[node.metadata.name] = zone
                 for condition in node.status.conditions or []:
                     if condition.type == "Ready" and condition.status == "True":
                         nodes.add(node.metadata.name)
-            self._nodes = (time.time(), nodes)
-        return nodes
+            self._nodes, self._zones = (time.time(), nodes), zones

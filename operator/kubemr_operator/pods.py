@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 
-from kubemr.spec.names import LABEL_ATTEMPT, LABEL_TASK_INDEX, LABEL_TASK_TYPE, job_labels
+from kubemr.spec.names import (
+    LABEL_ATTEMPT,
+    LABEL_TASK_INDEX,
+    LABEL_TASK_TYPE,
+    LABEL_ZONE,
+    job_labels,
+)
 from kubemr.spec.template import check_template, merge_affinity, task_template
 from kubemr_operator.config import Settings
 
 HOSTNAME = "kubernetes.io/hostname"
 LOCALITY_WEIGHT = 50
+ZONE_WEIGHT = 20
 AVOID_WEIGHT = 100
 # What of a template's securityContext goes into the pod's: runAsNonRoot, allowPrivilegeEscalation
 # and privileged may only say what kubemr sets anyway (the CRD refuses anything else).
@@ -27,14 +35,20 @@ def pod_name(job: str, uid: str, task_type: str, index: int, attempt: int) -> st
     return job + suffix
 
 
-def _affinity(locality: str, data_node: str | None, avoid_node: str | None) -> dict | None:
+def _affinity(locality: str, data_nodes: Sequence[str], data_zones: Sequence[str],
+              avoid_node: str | None) -> dict | None:
+    """A map pod goes to a node holding its data (a replica), else one in the same zone, else
+    anywhere; `required` allows only the data's nodes."""
     preferred, required = [], None
-    if data_node and locality == "required":
+    if data_nodes and locality == "required":
         required = {"nodeSelectorTerms": [{"matchExpressions": [
-            {"key": HOSTNAME, "operator": "In", "values": [data_node]}]}]}
-    elif data_node and locality == "preferred":
+            {"key": HOSTNAME, "operator": "In", "values": list(data_nodes)}]}]}
+    elif data_nodes and locality == "preferred":
         preferred.append({"weight": LOCALITY_WEIGHT, "preference": {"matchExpressions": [
-            {"key": HOSTNAME, "operator": "In", "values": [data_node]}]}})
+            {"key": HOSTNAME, "operator": "In", "values": list(data_nodes)}]}})
+        if data_zones:
+            preferred.append({"weight": ZONE_WEIGHT, "preference": {"matchExpressions": [
+                {"key": LABEL_ZONE, "operator": "In", "values": sorted(set(data_zones))}]}})
     if avoid_node:
         preferred.append({"weight": AVOID_WEIGHT, "preference": {"matchExpressions": [
             {"key": HOSTNAME, "operator": "NotIn", "values": [avoid_node]}]}})
@@ -46,9 +60,10 @@ def _affinity(locality: str, data_node: str | None, avoid_node: str | None) -> d
     return {"nodeAffinity": node_affinity} if node_affinity else None
 
 
-def build_task_pod(*, job: dict, task: dict, settings: Settings, data_node: str | None = None,
-                   avoid_node: str | None = None) -> dict:
-    """The pod that runs one task attempt. `task` is the worker's task document.
+def build_task_pod(*, job: dict, task: dict, settings: Settings, data_nodes: Sequence[str] = (),
+                   data_zones: Sequence[str] = (), avoid_node: str | None = None) -> dict:
+    """The pod that runs one task attempt. `task` is the worker's task document; a map task's
+    data is on `data_nodes` (one, or a dataset block's replicas), in `data_zones`.
 
     The job's template (kubemr.spec.template) is added to what kubemr sets, never over it: a
     template that would replace kubemr's own settings is refused (ManifestError naming the
@@ -127,7 +142,7 @@ def build_task_pod(*, job: dict, task: dict, settings: Settings, data_node: str 
             pod_spec[key] = template[key]
     affinity = merge_affinity(
         _affinity(spec.get("locality", "preferred") if task["type"] == "map" else "none",
-                  data_node, avoid_node),
+                  data_nodes, data_zones, avoid_node),
         template.get("affinity"))
     if affinity:
         pod_spec["affinity"] = affinity

@@ -23,7 +23,7 @@ from kubernetes.client.rest import ApiException
 import kubemr_operator.metrics as metrics
 from kubemr.engine import commit
 from kubemr.engine import counters as counter_math
-from kubemr.engine.plan import plan_splits, split_document
+from kubemr.engine.plan import Split, plan_splits, split_document
 from kubemr.errors import (
     KubemrError,
     ManifestError,
@@ -128,6 +128,32 @@ def normalized_spec(spec: dict) -> dict:
     return spec
 
 
+def plan_entry(split: Split, uri: str) -> dict:
+    """A plan's entry for one split: the split (or where it is kept), the node holding its data
+    and, for a dataset's block, every node holding a replica."""
+    return {"split": split_document(split, uri), "node": split.node,
+            **({"replicas": list(split.replicas)} if split.replicas else {})}
+
+
+def data_nodes_of(planned: dict) -> list[str]:
+    """The nodes holding a planned split's data: a dataset block's replicas, or its one node."""
+    return planned.get("replicas") or ([planned["node"]] if planned.get("node") else [])
+
+
+def map_locality(ran: list[tuple[list[str], str | None]], zones: dict[str, str]) -> dict[str, int]:
+    """Counts of map tasks, each given as (the nodes holding its data, the node it ran on),
+    by where they ran: dataLocal, zoneLocal (another node of a zone holding the data), remote."""
+    counts = {"dataLocal": 0, "zoneLocal": 0, "remote": 0}
+    for data_nodes, node in ran:
+        if node in data_nodes:
+            counts["dataLocal"] += 1
+        elif node in zones and zones[node] in {zones.get(n) for n in data_nodes}:
+            counts["zoneLocal"] += 1
+        else:
+            counts["remote"] += 1
+    return counts
+
+
 def refuse_local_paths(spec: dict) -> None:
     """On the cluster every location is s3://: a file:// or plain path would name the
     operator's own filesystem, which no task pod sees."""
@@ -169,8 +195,8 @@ def load_plan(job: dict, work: str, settings: Settings,
         commit.claim_output(spec, commit.holder(meta["name"], meta.get("namespace", "default"),
                                                 meta["uid"]), stale=stale)
     try:
-        plan = Plan(spec, [{"split": split_document(s, join(work, "splits", f"map-{i:05d}.json")),
-                            "node": s.node} for i, s in enumerate(splits)])
+        plan = Plan(spec, [plan_entry(s, join(work, "splits", f"map-{i:05d}.json"))
+                           for i, s in enumerate(splits)])
         store.write_bytes(spec_uri, json.dumps(plan.spec).encode())
         store.write_bytes(uri, json.dumps({"splits": plan.splits}).encode())
     except StorageUnavailable:
@@ -508,10 +534,15 @@ class Pass:
             name=self.name, namespace=self.namespace, spec_uri=join(self.work, "spec.json"),
             work=self.work,
             kind=task.kind, index=task.index, attempt=number, split=split.get("split"),
-            data_node=split.get("node"), maps=len(plan.splits),
+            data_node=split.get("node"), data_nodes=split.get("replicas"),
+            maps=len(plan.splits),
             log=attempt_log_uri(self.logs, task.kind, task.index, number))
+        data_nodes = data_nodes_of(split)
+        zones = self.kube.node_zones()
         pod = build_task_pod(job=self.job, task=document, settings=self.settings,
-                             data_node=split.get("node"), avoid_node=launch.avoid_node)
+                             data_nodes=data_nodes,
+                             data_zones=[zones[n] for n in data_nodes if n in zones],
+                             avoid_node=launch.avoid_node)
         pod["metadata"]["ownerReferences"] = [{
             "apiVersion": self.job["apiVersion"], "kind": self.job["kind"], "name": self.name,
             "uid": self.uid, "controller": True, "blockOwnerDeletion": True}]
@@ -569,16 +600,12 @@ class Pass:
     # -- the status, built in one place ----------------------------------------------------------
 
     def _locality(self, plan: Plan) -> dict[str, int]:
-        local = remote = 0
-        for (task_type, index), record in self.cache.commits.items():
-            if task_type != "map" or index >= len(plan.splits):
-                continue
-            node = plan.splits[index]["node"]
-            if node and record.get("node") == node:
-                local += 1
-            else:
-                remote += 1
-        return {"dataLocal": local, "remote": remote}
+        """Where the committed map tasks ran: on a node holding their data, on another node
+        of a zone holding it, or elsewhere."""
+        ran = [(data_nodes_of(plan.splits[index]), record.get("node"))
+               for (task_type, index), record in self.cache.commits.items()
+               if task_type == "map" and index < len(plan.splits)]
+        return map_locality(ran, self.kube.node_zones())
 
     def _counters(self) -> dict:
         total: dict = {}

@@ -75,6 +75,9 @@ class StandInCluster:
     def ready_nodes(self):
         return {"node-a"}
 
+    def node_zones(self):
+        return {}
+
     def create_pod(self, pod, dry_run=False):
         if dry_run:
             self.dry_runs.append(pod)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import pytest
 
@@ -59,6 +60,24 @@ def test_sum_of_squares_through_a_tree_of_reduces(tmp_path):
     assert parts == [["sum of squares\t385"]]
     assert result.maps == 11
     assert sum(1 for a in result.attempts if a.kind == "combine" and a.ok) == 6 + 3 + 2
+
+
+def test_a_replicated_dataset_counts_as_its_files_do_with_a_node_lost(tmp_path):
+    from kubemr.client.cli import main
+
+    nodes = [a for n in ("n1", "n2", "n3") for a in ("--node", f"{n}={tmp_path}/nodes/{n}")]
+    dataset = str(tmp_path / "datasets" / "books")
+    assert main(["put", "examples/data/books", dataset, "--block-size", "4Ki", *nodes]) == 0
+    job = load_manifest("examples/wordcount-dataset.yaml")
+    job.spec["input"]["uris"] = [dataset + "/"]
+    job.spec["output"]["uri"] = str(tmp_path / "out") + "/"
+    shutil.rmtree(tmp_path / "nodes" / "n2")
+    result = run_local(job)
+    assert result.maps == 3  # a map task per block: each book is one
+    parts = [(tmp_path / "out" / p).read_text().splitlines()
+             for p in sorted(os.listdir(tmp_path / "out")) if p.startswith("part-")]
+    counts = dict(line.split("\t") for part in parts for line in part)
+    assert counts["the"] == "17" and counts["harry"] == "6" and counts["vinci"] == "7"
 
 
 def test_cluster_example_is_a_valid_manifest():

@@ -27,7 +27,7 @@ def test_pod_names_are_deterministic_and_short():
 
 
 def test_task_pod_runs_one_attempt_as_non_root_with_locality_and_avoidance():
-    pod = build_task_pod(job=JOB, task=task(), settings=Settings(), data_node="n1",
+    pod = build_task_pod(job=JOB, task=task(), settings=Settings(), data_nodes=["n1"],
                          avoid_node="n2")
     assert pod["metadata"]["name"] == "wc-01234-map-3-2"
     assert pod["metadata"]["labels"]["kubemr.io/job-uid"] == "0123456789"
@@ -49,12 +49,12 @@ def test_task_pod_runs_one_attempt_as_non_root_with_locality_and_avoidance():
 
 def test_required_locality_and_reduce_pods_without_locality():
     job = {**JOB, "spec": {"locality": "required"}}
-    pod = build_task_pod(job=job, task=task(), settings=Settings(), data_node="n1")
+    pod = build_task_pod(job=job, task=task(), settings=Settings(), data_nodes=["n1"])
     required = pod["spec"]["affinity"]["nodeAffinity"][
         "requiredDuringSchedulingIgnoredDuringExecution"]
     assert required["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == ["n1"]
     reduce_pod = build_task_pod(job=job, task=task("reduce"), settings=Settings(),
-                                data_node="n1")
+                                data_nodes=["n1"])
     assert "affinity" not in reduce_pod["spec"]
 
 

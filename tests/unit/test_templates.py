@@ -36,10 +36,10 @@ def job(**spec) -> dict:
             "spec": {"locality": "preferred", **spec}}
 
 
-def pod(job_doc: dict, kind: str = "map", data_node: str | None = None,
+def pod(job_doc: dict, kind: str = "map", data_nodes: tuple[str, ...] = (),
         avoid_node: str | None = None) -> dict:
     task = {"type": kind, "index": 3, "attempt": 2, "work": "s3://w/x"}
-    return build_task_pod(job=job_doc, task=task, settings=Settings(), data_node=data_node,
+    return build_task_pod(job=job_doc, task=task, settings=Settings(), data_nodes=data_nodes,
                           avoid_node=avoid_node)
 
 
@@ -92,7 +92,7 @@ def test_kubemr_keeps_its_required_locality_and_the_users_terms_are_added_to_it(
             {"key": "ssd", "operator": "Exists"}]}}]},
         "podAntiAffinity": {PREFERRED: [{"weight": 5, "podAffinityTerm": {
             "topologyKey": HOSTNAME, "labelSelector": {"matchLabels": {"team": "x"}}}}]}}
-    built = pod(job(locality="required", template={"affinity": user}), data_node="n1",
+    built = pod(job(locality="required", template={"affinity": user}), data_nodes=["n1"],
                 avoid_node="n2")
     affinity = built["spec"]["affinity"]
     terms = affinity["nodeAffinity"][REQUIRED]["nodeSelectorTerms"]
@@ -113,11 +113,11 @@ def test_kubemr_keeps_its_required_locality_and_the_users_terms_are_added_to_it(
 def test_kubemr_keeps_its_preferred_locality_beside_a_users_required_term():
     user = {"nodeAffinity": {REQUIRED: {"nodeSelectorTerms": [
         {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]}}}
-    built = pod(job(template={"affinity": user}), data_node="n1")
+    built = pod(job(template={"affinity": user}), data_nodes=["n1"])
     node = built["spec"]["affinity"]["nodeAffinity"]
     assert node[REQUIRED] == user["nodeAffinity"][REQUIRED]
     assert node[PREFERRED][0]["preference"]["matchExpressions"][0]["values"] == ["n1"]
-    reduce_pod = pod(job(template={"affinity": user}), kind="reduce", data_node="n1")
+    reduce_pod = pod(job(template={"affinity": user}), kind="reduce", data_nodes=["n1"])
     assert reduce_pod["spec"]["affinity"] == user
 
 
