@@ -251,17 +251,19 @@ FAILS_FIRST = textwrap.dedent("""
 """)
 
 
+def fails_first(flag) -> str:
+    """FAILS_FIRST, whose first attempt fails: the one that finds no file `flag`."""
+    return f"FLAG = {str(flag)!r}\n" + FAILS_FIRST
+
+
 def test_local_runs_are_shown_from_the_runners_record(tmp_path):
     (tmp_path / "in.txt").write_text("a b a\n")
     logs = tmp_path / "logs"
 
-    def fails_first(flag: str) -> str:
-        return f"FLAG = {str(tmp_path / flag)!r}\n" + FAILS_FIRST
-
-    run_local(make_job(tmp_path, fails_first("flaky"), str(tmp_path / "in.txt"), name="flaky",
-                       reducer="reducer", backoffSeconds=0), logs=str(logs))
+    run_local(make_job(tmp_path, fails_first(tmp_path / "flaky"), str(tmp_path / "in.txt"),
+                       name="flaky", reducer="reducer", backoffSeconds=0), logs=str(logs))
     with pytest.raises(JobFailed):
-        run_local(make_job(tmp_path, fails_first("broken"), str(tmp_path / "in.txt"),
+        run_local(make_job(tmp_path, fails_first(tmp_path / "broken"), str(tmp_path / "in.txt"),
                            name="broken",
                            maxAttempts=1, output={"uri": str(tmp_path / "out2") + "/"}),
                   logs=str(logs))

@@ -10,15 +10,15 @@ from selenium.webdriver.common.by import By
 
 from kubemr.client import cli
 from tests.conftest import dashboard, follow_log, job_document, task_rows
-from tests.unit.test_dashboard import FAILS_FIRST
+from tests.unit.test_dashboard import fails_first
 
 
 def test_a_local_runs_page_shows_its_tasks_and_opens_a_failed_attempts_log(tmp_path, browser):
     (tmp_path / "in.txt").write_text("to be or not to be\n")
     manifest = tmp_path / "job.yaml"
     manifest.write_text(json.dumps(job_document(
-        tmp_path, FAILS_FIRST, str(tmp_path / "in.txt"), name="flaky", reducer="reducer",
-        reducers=2, backoffSeconds=0)))
+        tmp_path, fails_first(tmp_path / "failed-once"), str(tmp_path / "in.txt"), name="flaky",
+        reducer="reducer", reducers=2, backoffSeconds=0)))
     logs = tmp_path / "logs"
     assert cli.main(["run", str(manifest), "--local", "-q", "--logs", str(logs)]) == 0
     with dashboard(["--local", str(logs)]) as url:

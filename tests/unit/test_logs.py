@@ -215,7 +215,7 @@ def test_the_store_layout():
     assert attempt_log_uri(logs, "reduce", 0, 1) == logs + "/reduce-00000/attempt-1.log"
     assert parse_task("map-3") == ("map", 3) and parse_task("reduce-00010") == ("reduce", 10)
     for bad in ("map", "mapper-1", "reduce-x"):
-        with pytest.raises(KubemrError, match="map-3 or reduce-0"):
+        with pytest.raises(KubemrError, match="map-3, combine-2 or reduce-0"):
             parse_task(bad)
     settings = Settings(work_uri="s3://kubemr-work")
     job = job_object({}, name="wordcount", uid="0a1b2c3d4e5f")
