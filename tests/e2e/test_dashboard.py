@@ -7,6 +7,7 @@ there (docs/dashboard.md shows it)."""
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 from selenium.webdriver.common.by import By
@@ -32,6 +33,13 @@ def test_a_jobs_page_shows_its_tasks_and_opens_a_failed_attempts_log(cluster, ns
     cluster.apply(job_manifest("dashed", ns, bucket, mapper="fails_first", reducers=2,
                                backoffSeconds=0, code={"inline": FAILS_FIRST}))
     wait_for(cluster, ns, "dashed", "Complete")
+    # A task commits before its pod ends: the job may be Succeeded while the last reduce's pod
+    # is still exiting (and shown Running). The page is checked once every pod has ended.
+    deadline = time.time() + 60
+    while {pod["status"]["phase"] for pod in cluster.get_json("pods", "-n", ns)["items"]} - \
+            {"Succeeded", "Failed"}:
+        assert time.time() < deadline, "the job's pods did not end within 60 s of its success"
+        time.sleep(1)
 
     env = dict(os.environ, KUBECONFIG=cluster.kubeconfig,
                PATH=os.path.dirname(cluster.kubectl_bin) + os.pathsep + os.environ["PATH"])
