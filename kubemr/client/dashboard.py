@@ -66,7 +66,8 @@ class Jobs(Protocol):
     def job(self, namespace: str, name: str) -> dict:
         """One job; NotFound if there is none (or it is not the dashboard's to show)."""
 
-    def attempts(self, namespace: str, name: str) -> list[TaskAttempt]: ...
+    def attempts(self, job: dict) -> list[TaskAttempt]:
+        """The attempts of a job `job()` returned."""
 
     def events(self, namespace: str, name: str) -> list[dict]:
         """The job's events: time, type, reason, message, count."""
@@ -269,7 +270,7 @@ def route(jobs: Jobs, path: str, now: Callable[[], float] = time.time) -> Page:
         if parts[0] == "jobs" and len(parts) == 3:
             namespace, name = parts[1:]
             job = jobs.job(namespace, name)
-            return Page(200, job_page(job, jobs.attempts(namespace, name),
+            return Page(200, job_page(job, jobs.attempts(job),
                                       jobs.events(namespace, name), now()))
         if parts[0] == "jobs" and len(parts) == 6 and parts[3] == "logs" and parts[5].isdigit():
             namespace, name, _, task, attempt = parts[1:]
@@ -336,14 +337,15 @@ class ClusterJobs:
         self._check(namespace)
         return self.cluster.get_job(namespace, name)
 
-    def attempts(self, namespace: str, name: str) -> list[TaskAttempt]:
+    def attempts(self, job: dict) -> list[TaskAttempt]:
         """The attempts of the job's pods, and those whose pod is gone but whose log is kept."""
         from kubemr.client.sdk import logs_folder
 
+        namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
         self._check(namespace)
         attempts = self.cluster.attempts(namespace, name)
         try:
-            stored = every_stored_attempt(logs_folder(self.cluster.get_job(namespace, name)))
+            stored = every_stored_attempt(logs_folder(job))
         except KubemrError as e:  # the store: unreachable, or no credentials here
             log.warning("cannot list the stored logs of %s/%s: %s", namespace, name, e)
             return attempts
@@ -380,8 +382,8 @@ class LocalRuns:
             raise NotFound(f"no local run {namespace}/{name} under {self.base}")
         return record
 
-    def attempts(self, namespace: str, name: str) -> list[TaskAttempt]:
-        attempts = [TaskAttempt(**a) for a in self.job(namespace, name)["attempts"]]
+    def attempts(self, job: dict) -> list[TaskAttempt]:
+        attempts = [TaskAttempt(**a) for a in job["attempts"]]
         return sorted(attempts, key=_task_order)
 
     def events(self, namespace: str, name: str) -> list[dict]:

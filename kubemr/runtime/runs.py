@@ -101,9 +101,14 @@ def read_runs(base: str) -> list[dict]:
     return runs
 
 
+def _inside(run: str) -> bool:
+    """A run's name names a folder right under the base: no path out of it."""
+    return "/" not in run and not run.startswith(".")
+
+
 def read_run(base: str, run: str) -> dict:
     uri = join(normalize_uri(base), run, RECORD)
-    if "/" in run or run.startswith(".") or not store_for(uri).exists(uri):
+    if not _inside(run) or not store_for(uri).exists(uri):
         raise NotFound(f"no local run {run} under {base}")
     return json.loads(store_for(uri).read_bytes(uri))
 
@@ -111,6 +116,6 @@ def read_run(base: str, run: str) -> dict:
 def read_attempt_log(base: str, run: str, task: str, attempt: int) -> str:
     kind, index = parse_task(task)
     uri = attempt_log_uri(join(normalize_uri(base), run), kind, index, attempt)
-    if "/" in run or run.startswith(".") or not store_for(uri).exists(uri):
+    if not _inside(run) or not store_for(uri).exists(uri):
         raise NotFound(f"{task} of run {run} has no log of attempt {attempt}")
     return store_for(uri).read_bytes(uri).decode("utf-8", errors="replace")

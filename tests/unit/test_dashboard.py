@@ -126,7 +126,7 @@ class Jobs:
             raise NotFound(f"no job {namespace}/{name}")
         return self.job_
 
-    def attempts(self, namespace, name):
+    def attempts(self, job):
         return attempts()
 
     def events(self, namespace, name):
@@ -185,7 +185,7 @@ def test_attempts_whose_pods_are_gone_are_listed_by_their_stored_logs(tmp_path):
     store_for(logs + "/map-00000/notes.txt").write_bytes(logs + "/map-00000/notes.txt", b"")
     jobs = ClusterJobs(ListingCluster(logs))
     # The pods of map-0 attempts 1 and 2 and of map-1 attempt 1 are there; reduce-0's are gone.
-    shown = [(a.name, a.attempt, a.phase) for a in jobs.attempts("team-a", "wc")]
+    shown = [(a.name, a.attempt, a.phase) for a in jobs.attempts(jobs.job("team-a", "wc"))]
     assert shown == [("map-0", 1, "Failed"), ("map-0", 2, "Succeeded"), ("map-1", 1, "Succeeded"),
                      ("reduce-0", 1, POD_GONE), ("reduce-0", 2, POD_GONE)]
     page = route(jobs, "/jobs/team-a/wc").body
