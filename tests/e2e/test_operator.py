@@ -153,8 +153,9 @@ def test_wordcount_gives_the_sequential_result(cluster, ns):
         "Progressing": "False", "Complete": "True", "Failed": "False", "Suspended": "False"}
     printed = cluster.kubectl("get", "mrj", "wordcount", "-n", ns).stdout
     assert "Succeeded" in printed and f"{maps}/{maps}" in printed
-    work = [o for o in store_for("s3://kubemr-work/").list(f"s3://kubemr-work/{ns}/")]
-    assert work == [], "intermediate data was not deleted"
+    # The operator deletes the intermediate data just after it records Succeeded.
+    wait_until(lambda: not store_for("s3://kubemr-work/").list(f"s3://kubemr-work/{ns}/"),
+               timeout=60, what="the intermediate data to be deleted")
 
 
 @pytest.mark.parametrize("mapper", ["exits_first", "killed_first"])

@@ -205,10 +205,12 @@ def test_a_pickle_planted_by_another_tenant_is_never_executed(cluster, tenants):
     assert status["phase"] == "Succeeded", status
     assert output_counts(f"{b.bucket}/victim") == want
     assert not store_for(ran).exists(ran)
-    # b's cleanup, with b's keys, deleted b's work and left a's plants where they were.
+    # b's cleanup (just after the status says Succeeded), with b's keys, deleted b's work and
+    # left a's plants where they were.
+    work = [f"s3://{bucket}/{b.namespace}/{folder}/" for bucket in [WORK, *node_buckets]]
+    wait_until(lambda: not any(store_for(uri).list(uri) for uri in work), timeout=60,
+               what="the victim's intermediate data to be deleted")
     assert all(store_for(uri).read_bytes(uri) == plant for uri in planted)
-    for bucket in [WORK, *node_buckets]:
-        assert not store_for(f"s3://{bucket}/").list(f"s3://{bucket}/{b.namespace}/{folder}/")
 
 
 def test_a_code_bundle_in_another_tenants_prefix_is_never_loaded(cluster, tenants):
