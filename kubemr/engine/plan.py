@@ -14,6 +14,7 @@ from kubemr.storage.nodes import node_of
 
 GLOB_CHARS = "*?["
 SLACK = 0.1
+MIN_PACKED = 16 << 20  # packed splits are not made smaller than this to fill a wave of tasks
 MAX_SPLITS = 100_000  # map tasks a job may plan: bounds the planner's memory and time
 MAX_PARTS = 1_000_000  # input objects a job may name
 INLINE_BYTES = 16 << 10  # a split larger than this as JSON is kept in the store, not the task
@@ -109,10 +110,11 @@ def list_input(uri: str) -> tuple[str, list[ObjectInfo]]:
 
 
 def plan_splits(uris: list[str], input_format: str, split_size: int,
-                max_splits: int = MAX_SPLITS, servers: list[dict] | None = None) -> list[Split]:
+                max_splits: int = MAX_SPLITS, servers: list[dict] | None = None,
+                parallelism: int = 1) -> list[Split]:
     """The map tasks over the objects `uris` name, as cut_splits() cuts them. `servers` are the
     per-node MinIO servers (kubemr.storage.nodes): objects are packed only with others on the
-    same node's server."""
+    same node's server. `parallelism`: how many map tasks will run at once."""
     inputs, datasets = [], []
     for uri in uris:
         base, objects = list_input(uri)
@@ -122,7 +124,8 @@ def plan_splits(uris: list[str], input_format: str, split_size: int,
         if not objects:
             raise StorageError(f"input {uri} matches no files")
         inputs.append((base, objects))
-    splits = cut_splits(inputs, input_format, split_size, servers or [], max_splits)
+    splits = cut_splits(inputs, input_format, split_size, servers or [], max_splits,
+                        parallelism)
     for manifest in datasets:
         splits += block_splits(manifest)
         if len(splits) > max_splits:
@@ -148,7 +151,8 @@ def block_splits(manifest_uri: str) -> list[Split]:
 
 
 def cut_splits(inputs: list[tuple[str, list[ObjectInfo]]], input_format: str, split_size: int,
-               servers: list[dict], max_splits: int = MAX_SPLITS) -> list[Split]:
+               servers: list[dict], max_splits: int = MAX_SPLITS,
+               parallelism: int = 1) -> list[Split]:
     """The map tasks over (base, objects) pairs; refused, before any is made, when there would
     be more than max_splits, or more than MAX_PARTS objects.
 
@@ -156,34 +160,28 @@ def cut_splits(inputs: list[tuple[str, list[ObjectInfo]]], input_format: str, sp
     tail joins the range before it), one split each; one that cannot be cut (whole-file format,
     `.gz`) is one split. Smaller objects are packed whole, in listing order, into splits of at
     most `split_size` bytes, each holding objects on one node's server (kubemr.storage.nodes:
-    `servers`; objects on no per-node server pack together).
+    `servers`; objects on no per-node server pack together). The packed splits are of even
+    sizes, and as many as the job's `parallelism` runs in even waves where there is enough
+    data (see pack_counts): 3 full splits on 2 workers would leave one idle for a third of
+    the job.
     """
     if sum(len(objects) for _, objects in inputs) > MAX_PARTS:
         raise ManifestError(f"the input holds more than {MAX_PARTS} files: name fewer, or "
                             "combine them into larger files")
     splits: list[Split] = []
-    packing: dict[str | None, list[Part]] = {}  # node -> the parts of its split being packed
-    packed: dict[str | None, int] = {}  # node -> their bytes
+    small: dict[str | None, list[Part]] = {}  # node -> its small objects, in listing order
 
     def too_many(more: int = 0) -> None:
-        if len(splits) + len(packing) + more > max_splits:
+        if len(splits) + more > max_splits:
             raise ManifestError(
                 f"input.splitSize {split_size} would cut the input into more than "
                 f"{max_splits} map tasks: raise input.splitSize")
-
-    def close(node: str | None) -> None:
-        del packed[node]
-        splits.append(Split(tuple(packing.pop(node)), node))
 
     for base, objects in inputs:
         for obj in objects:
             node = node_of(obj.uri, servers)
             if obj.size < split_size:
-                if node in packed and packed[node] + obj.size > split_size:
-                    close(node)
-                packing.setdefault(node, []).append(Part(obj.uri, 0, obj.size, obj.size, base))
-                packed[node] = packed.get(node, 0) + obj.size
-                too_many()
+                small.setdefault(node, []).append(Part(obj.uri, 0, obj.size, obj.size, base))
             elif input_format == "whole-file" or obj.uri.endswith(".gz"):
                 too_many(1)
                 splits.append(Split.of(obj.uri, 0, obj.size, obj.size, base, node))
@@ -194,9 +192,45 @@ def cut_splits(inputs: list[tuple[str, list[ObjectInfo]]], input_format: str, sp
                     starts.pop()  # a small tail joins the split before it, as Hadoop's 10% slack
                 for start, end in zip(starts, [*starts[1:], obj.size], strict=True):
                     splits.append(Split.of(obj.uri, start, end, obj.size, base, node))
-    for node in list(packing):
-        close(node)
+    totals = {node: sum(p.size for p in parts) for node, parts in small.items()}
+    counts = pack_counts(totals, split_size, parallelism, max_splits - len(splits))
+    too_many(sum(counts.values()))
+    for node, parts in small.items():
+        splits += [Split(packed, node) for packed in _pack(parts, split_size,
+                                                           totals[node] / counts[node])]
+    too_many()
     return splits
+
+
+def pack_counts(totals: dict[str | None, int], split_size: int, parallelism: int,
+                room: int) -> dict[str | None, int]:
+    """How many splits each node's small objects (`totals`: node -> bytes) are packed into:
+    as few as `split_size` allows, then one more at a time (to the node whose splits are
+    largest) until the count is a multiple of `parallelism`, while each split keeps at least
+    MIN_PACKED bytes and the job stays within `room` more splits (Spark sizes its packed file
+    partitions by bytes per core likewise)."""
+    counts = {node: max(1, -(-total // split_size)) for node, total in totals.items()}
+    while counts and sum(counts.values()) % parallelism and sum(counts.values()) < room:
+        node = max(counts, key=lambda n: totals[n] / counts[n])
+        if totals[node] / (counts[node] + 1) < MIN_PACKED:
+            break
+        counts[node] += 1
+    return counts
+
+
+def _pack(parts: list[Part], split_size: int, target: float) -> list[tuple[Part, ...]]:
+    """`parts` in listing order, in runs of about `target` bytes and at most `split_size`: a
+    part joins the run being packed unless that would take it further past `target` than the
+    run falls short of it."""
+    runs: list[list[Part]] = [[]]
+    packed = 0
+    for part in parts:
+        if runs[-1] and (packed + part.size > split_size or packed + part.size / 2 > target):
+            runs.append([])
+            packed = 0
+        runs[-1].append(part)
+        packed += part.size
+    return [tuple(run) for run in runs]
 
 
 def split_document(split: Split, uri: str) -> dict:

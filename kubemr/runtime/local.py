@@ -300,12 +300,12 @@ def run_local(job: JobSpec, workers: int | None = None, overwrite: bool = False,
     pickle_uri = (spec.get("code") or {}).get("pickle")
     load_functions(spec, load_pickled(pickle_uri) if pickle_uri else None)
     commit.check_output(spec)
-    splits = plan_splits(spec["input"]["uris"], spec["input"]["format"],
-                         spec["input"]["splitSize"])
     progress = progress or (lambda message: None)
     workers = workers or max(2, os.cpu_count() or 1)
     policy = Policy.from_spec(spec)
     policy = Policy(**{**policy.__dict__, "parallelism": min(policy.parallelism, workers)})
+    splits = plan_splits(spec["input"]["uris"], spec["input"]["format"],
+                         spec["input"]["splitSize"], parallelism=policy.parallelism)
     scratch = tempfile.mkdtemp(prefix="kubemr-local-")
     intermediate = (spec.get("intermediate") or {}).get("uri")
     work_base = normalize_uri(intermediate) if intermediate else "file://" + scratch

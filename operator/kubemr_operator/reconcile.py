@@ -188,7 +188,8 @@ def load_plan(job: dict, work: str, settings: Settings,
     if code and not store_for(code).exists(code):
         raise ManifestError(f"spec.code.pickle names {code}, which does not exist")
     splits = plan_splits(spec["input"]["uris"], spec["input"]["format"],
-                         spec["input"]["splitSize"], servers=settings.node_servers)
+                         spec["input"]["splitSize"], servers=settings.node_servers,
+                         parallelism=Policy.from_spec(spec).parallelism)
     ReduceTree.of(spec, len(splits)).check_size()
     meta = job["metadata"]
     with _claims:

@@ -13,9 +13,11 @@ import pytest
 from kubemr.engine.formats import InputReader
 from kubemr.engine.plan import (
     Part,
+    MIN_PACKED,
     Split,
     cut_splits,
     load_split,
+    pack_counts,
     plan_splits,
     split_document,
 )
@@ -82,9 +84,9 @@ def test_small_files_pack_up_to_the_split_size_and_large_ones_are_cut(tmp_path):
     ranges = [[(p.uri.rsplit("/", 1)[1], p.start, p.end) for p in s.parts] for s in splits]
     assert ranges == [
         [("big.txt", 0, 100)], [("big.txt", 100, 200)], [("big.txt", 200, 250)],
-        [("a.txt", 0, 30), ("b.txt", 0, 30)],  # with c.txt they would make 110
         [("e.txt", 0, 100)],  # not smaller than the split size: a range of its own
-        [("c.txt", 0, 50), ("d.txt", 0, 40)],
+        # then the small ones, packed: with c.txt they would make 110
+        [("a.txt", 0, 30), ("b.txt", 0, 30)], [("c.txt", 0, 50), ("d.txt", 0, 40)],
     ]
     assert all(s.length <= 100 for s in splits)
 
@@ -154,17 +156,56 @@ def test_objects_are_packed_only_with_others_on_the_same_nodes_server():
     got = [(s.node, [p.uri[len("s3://"):] for p in s.parts]) for s in splits]
     assert got == [
         ("n2", ["node-n2/a/big"]), ("n2", ["node-n2/a/big"]), ("n2", ["node-n2/a/big"]),
-        ("n1", ["node-n1/a/f0", "node-n1/a/f1", "node-n1/b/f2"]),  # full: f3 starts anew
+        # n1's 40 bytes need 2 splits of at most 30: 2 of 20, not 30 and 10
+        ("n1", ["node-n1/a/f0", "node-n1/a/f1"]), ("n1", ["node-n1/b/f2", "node-n1/b/f3"]),
         ("n2", ["node-n2/a/g0", "node-n2/b/g1"]),
         (None, ["shared/a/h0"]),
-        ("n1", ["node-n1/b/f3"]),
     ]
     # each part keeps the input prefix it was listed under
-    assert [p.name for p in splits[3].parts] == ["f0", "f1", "f2"]
-    assert splits[3].parts[2].base == "s3://node-n1/b/"
+    assert [p.name for p in splits[4].parts] == ["f2", "f3"]
+    assert splits[4].parts[0].base == "s3://node-n1/b/"
     # with no per-node servers (the local runner), everything small packs together
     splits = cut_splits(inputs, "text", 1000, [])
     assert [(s.node, len(s.parts)) for s in splits] == [(None, 8)]
+
+
+MiB = 1 << 20
+
+
+def packed_sizes(sizes: list[int], split_size: int, parallelism: int = 1,
+                 max_splits: int = 1000) -> list[list[int]]:
+    objects = [ObjectInfo(f"file:///in/{i:04d}", size) for i, size in enumerate(sizes)]
+    splits = cut_splits([("file:///in/", objects)], "text", split_size, [], max_splits,
+                        parallelism)
+    return [[p.size for p in s.parts] for s in splits]
+
+
+def test_packed_splits_are_even_and_fill_whole_waves_of_the_jobs_parallelism():
+    just_over = 16 * MiB + 100  # 8 such files: 3 splits by size alone (3 + 3 + 2 files)
+    assert packed_sizes([just_over] * 8, 64 * MiB) == [[just_over] * 3] * 2 + [[just_over] * 2]
+    # on 2 workers 3 splits would leave one idle for the third: 4 of 2 files each
+    assert packed_sizes([just_over] * 8, 64 * MiB, parallelism=2) == [[just_over] * 2] * 4
+    assert packed_sizes([just_over] * 8, 64 * MiB, parallelism=4) == [[just_over] * 2] * 4
+    assert packed_sizes([just_over] * 8, 64 * MiB, parallelism=8) == [[just_over]] * 8
+    # never more than split_size in one split, and every object exactly once
+    sizes = [(i * 7919) % (40 * MiB) + 1 for i in range(60)]
+    for parallelism in (1, 2, 3, 8):
+        packed = packed_sizes(sizes, 64 * MiB, parallelism)
+        assert sum(packed, []) == sizes
+        assert all(sum(split) <= 64 * MiB for split in packed)
+    # small inputs are not spread thin to fill a wave: splits keep at least MIN_PACKED bytes
+    assert packed_sizes([1000] * 2000, 64 * MiB, parallelism=8) == [[1000] * 2000]
+    assert len(packed_sizes([MIN_PACKED // 2] * 4, 64 * MiB, parallelism=8)) == 2
+    # nor past the bound on the number of map tasks
+    assert len(packed_sizes([just_over] * 8, 64 * MiB, parallelism=8, max_splits=5)) <= 5
+
+
+def test_pack_counts_fill_waves_across_nodes():
+    totals = {"n1": 100 * MiB, "n2": 40 * MiB, None: 10 * MiB}
+    assert pack_counts(totals, 64 * MiB, 1, 100) == {"n1": 2, "n2": 1, None: 1}
+    counts = pack_counts(totals, 64 * MiB, 8, 100)
+    assert sum(counts.values()) == 8 and counts[None] == 1  # 10 MiB stays one split
+    assert all(totals[n] / counts[n] >= MIN_PACKED for n in counts if counts[n] > 1)
 
 
 def test_whole_files_of_different_input_prefixes_keep_their_own_names():
