@@ -48,7 +48,10 @@ def test_hung_user_code_times_out_and_fails_the_job(cluster, ns, where):
     assert status["failureClass"] == "Timeout", status
     assert "no progress for" in status["message"]
     assert time.time() - started < 150
-    assert not running_pods(cluster, ns, name)
+    # stopped by then: deleted before the job turned Failed, gone once the kubelet kills it
+    assert all(p["metadata"].get("deletionTimestamp") for p in running_pods(cluster, ns, name))
+    wait_until(lambda: not running_pods(cluster, ns, name), timeout=60,
+               what="the hung task's pod to stop")
 
 
 def lease_holder(cluster) -> str:
