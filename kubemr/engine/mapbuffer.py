@@ -153,6 +153,12 @@ class MapBuffer:
         The values are the key's list when it has only listed values, else an iterator. With
         `sort`, each key's values come in order (of `value_key` of each, if given).
         """
+        if not self._lists and len(self._counted) == 1:  # a word count's: one value, counted
+            return self._drain_counted(*next(iter(self._counted.values())))
+        return self._drain_mixed(sort, value_key)
+
+    def _drain_mixed(self, sort: bool, value_key: Callable | None,
+                     ) -> Iterator[tuple[object, Iterable, int]]:
         counted = [(value, dict(tally.items())) for value, tally in self._counted.values()]
         keys = set(self._lists)
         for _, counts in counted:
@@ -172,6 +178,14 @@ class MapBuffer:
                 parts.append(listed)
             yield key, chain.from_iterable(parts), sum(n for _, n in runs) + len(listed or ())
         self._clear()
+
+    def _drain_counted(self, value: object, tally: Tally) -> Iterator[tuple[object, Iterable, int]]:
+        """drain() of a buffer whose every pair held `value`: each key's values are `value`
+        repeated, already in order."""
+        items = sort_keys(tally.items(), key=first)
+        self._clear()
+        for key, count in items:
+            yield key, repeat(value, count), count
 
 
 def _merged(key: object, runs: list[tuple[object, int]], listed: list | None,

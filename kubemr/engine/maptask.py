@@ -46,18 +46,16 @@ class Combiner:
         self._counters = counters
 
     def __call__(self, key: object, values: Iterable, count: int | None = None) -> list:
-        out = []
-        for k, v in self._fn(key, values):
-            if k != key:
-                raise UserCodeError(
-                    f"combiner emitted key {k!r:.60} for key {key!r:.60}: a combiner must keep "
-                    "the key it was given"
-                )
-            out.append(v)
+        out = [v for k, v in self._fn(key, values) if k == key or _changed_key(k, key)]
         if count is not None:
             self._counters["combine_input_records"] += count
         self._counters["combine_output_records"] += len(out)
         return out
+
+
+def _changed_key(emitted: object, key: object) -> bool:
+    raise UserCodeError(f"combiner emitted key {emitted!r:.60} for key {key!r:.60}: a combiner "
+                        "must keep the key it was given")
 
 
 class SortingCombiner(Combiner):

@@ -37,7 +37,12 @@ def key_bytes(key: object) -> bytes:
     )
 
 
+STR_TAG_CRC = zlib.crc32(b"s")  # a str key's bytes are b"s" and its UTF-8: crc32 goes on from here
+
+
 def default_partition(key: object, num_partitions: int) -> int:
+    if type(key) is str:
+        return zlib.crc32(key.encode("utf-8", "surrogatepass"), STR_TAG_CRC) % num_partitions
     return zlib.crc32(key_bytes(key)) % num_partitions
 
 

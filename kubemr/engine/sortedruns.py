@@ -92,9 +92,9 @@ def _unorderable(e: TypeError) -> bool:
     return "not supported between instances" in str(e)
 
 
-def sort_keys(keys: Iterable) -> list:
+def sort_keys(keys: Iterable, key: Callable | None = None) -> list:
     try:
-        return sorted(keys)
+        return sorted(keys, key=key)
     except TypeError as e:
         raise _mixed_key_error(e) from None
 
