@@ -209,6 +209,34 @@ restart:;
     return 0;
 }
 
+/* count_key for a plain str key and its str_hash, inlined: its compare with a stored str
+   runs no user code, so the table cannot change under it. A stored key of another type
+   (counted by add) leaves it to count_key. */
+static inline int
+count_str(Tally *self, PyObject *key, Py_hash_t hash)
+{
+    Py_ssize_t length = PyUnicode_GET_LENGTH(key);
+    int kind = PyUnicode_KIND(key);
+    for (size_t i = (size_t)hash & self->mask;; i = (i + 1) & self->mask) {
+        Slot *slot = &self->slots[i];
+        PyObject *stored = slot->key;
+        if (stored == NULL)
+            break;
+        if (slot->hash != hash)
+            continue;
+        if (!PyUnicode_CheckExact(stored))
+            return count_key(self, key, hash);
+        if (stored == key || (PyUnicode_GET_LENGTH(stored) == length
+                              && PyUnicode_KIND(stored) == kind
+                              && memcmp(PyUnicode_DATA(stored), PyUnicode_DATA(key),
+                                        (size_t)length * kind) == 0)) {
+            slot->count++;
+            return 0;
+        }
+    }
+    return count_key(self, key, hash); /* a new key: inserted there */
+}
+
 static inline int
 is_plain_str(PyObject *key)
 {
@@ -242,8 +270,7 @@ hash_ahead(Tally *self, PyObject *batch, Py_ssize_t i)
 {
     PyObject *key = PyTuple_GET_ITEM(PyList_GET_ITEM(batch, i), 0);
     Py_hash_t hash = str_hash(key);
-    if (self->slots != NULL)
-        __builtin_prefetch(&self->slots[(size_t)hash & self->mask]);
+    __builtin_prefetch(&self->slots[(size_t)hash & self->mask]);
     return hash;
 }
 
@@ -254,13 +281,15 @@ count_str_keys(Tally *self, PyObject *batch)
 {
     Py_ssize_t n = PyList_GET_SIZE(batch);
     Py_hash_t hashes[AHEAD];
+    if (self->slots == NULL && grow(self) < 0)
+        return -1;
     for (Py_ssize_t i = 0; i < AHEAD && i < n; i++)
         hashes[i] = hash_ahead(self, batch, i);
     for (Py_ssize_t i = 0; i < n; i++) {
         Py_hash_t hash = hashes[i % AHEAD];
         if (i + AHEAD < n)
             hashes[i % AHEAD] = hash_ahead(self, batch, i + AHEAD);
-        if (count_key(self, PyTuple_GET_ITEM(PyList_GET_ITEM(batch, i), 0), hash) < 0)
+        if (count_str(self, PyTuple_GET_ITEM(PyList_GET_ITEM(batch, i), 0), hash) < 0)
             return -1;
     }
     return 0;
@@ -325,7 +354,7 @@ static int
 count_oldest(Tally *self, Pending *p)
 {
     Py_ssize_t i = p->counted % AHEAD;
-    int failed = count_key(self, PyTuple_GET_ITEM(p->pairs[i], 0), p->hashes[i]);
+    int failed = count_str(self, PyTuple_GET_ITEM(p->pairs[i], 0), p->hashes[i]);
     Py_CLEAR(p->pairs[i]);
     p->counted++;
     return failed;
