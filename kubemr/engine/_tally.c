@@ -12,17 +12,22 @@
 #include <stdint.h>
 #include <string.h>
 
-/* An open-addressing table of (hash, key, count) slots, probed linearly: a lookup touches the
-   slot and the stored key, where a dict of positions touches its index, its entry, the key, a
-   position object and a count. A str key is hashed over its characters with a fast hash seeded
-   per process (CPython's own str hash, SipHash, is slower and is cached in str objects that a
-   mapper makes anew for every pair); other keys use their Python hash. */
+/* An open-addressing table of (hash, key, count, tag) slots, probed linearly: a lookup of a
+   short str key (at most 7 bytes: most words) touches the slot alone, as the slot holds its
+   bytes in `tag`; a longer key's lookup touches the stored key too. A dict of positions would
+   touch its index, its entry, the key, a position object and a count. A str key is hashed over
+   its characters with a fast hash seeded per process (CPython's own str hash, SipHash, is
+   slower and is cached in str objects that a mapper makes anew for every pair); other keys use
+   their Python hash. */
 
 typedef struct {
     Py_hash_t hash;
     PyObject *key; /* NULL: an empty slot */
     Py_ssize_t count;
+    uint64_t tag; /* a short str key's short_tag: equal tags, equal keys; LONG_KEY for others */
 } Slot;
+
+#define LONG_KEY UINT64_MAX
 
 typedef struct {
     PyObject_HEAD
@@ -53,11 +58,40 @@ as_hash(uint64_t x)
     return hash == -1 ? -2 : hash;
 }
 
-static Py_hash_t
-str_hash(PyObject *key)
+static inline uint64_t
+load32(const unsigned char *p)
+{
+    uint32_t word;
+    memcpy(&word, p, 4);
+    return word;
+}
+
+/* The bytes of a str of n <= 7 bytes of `kind`, with n and kind in the top byte, in whole
+   loads (no byte-by-byte copy to read back, which stalls): different such strings have
+   different tags, and none is LONG_KEY. */
+static inline uint64_t
+short_tag(const unsigned char *p, size_t n, int kind)
+{
+    uint64_t bytes = 0;
+    if (n >= 4)
+        bytes = load32(p) | (load32(p + n - 4) >> (8 * (8 - n))) << 32;
+    else if (n > 0)
+        bytes = (uint64_t)p[0] | (uint64_t)p[n >> 1] << 8 | (uint64_t)p[n - 1] << 16;
+    return bytes | (uint64_t)(n | (size_t)kind << 3) << 56;
+}
+
+/* A str key's hash; `*tag` is set to its short_tag, or LONG_KEY if it has more than 7 bytes. */
+static inline Py_hash_t
+str_hash(PyObject *key, uint64_t *tag)
 {
     const unsigned char *p = PyUnicode_DATA(key);
-    size_t n = (size_t)PyUnicode_GET_LENGTH(key) * PyUnicode_KIND(key);
+    int kind = PyUnicode_KIND(key);
+    size_t n = (size_t)PyUnicode_GET_LENGTH(key) * kind;
+    if (n <= 7) {
+        *tag = short_tag(p, n, kind);
+        return as_hash(seed ^ *tag);
+    }
+    *tag = LONG_KEY;
     uint64_t h = seed ^ n, word;
     for (; n >= 8; p += 8, n -= 8) {
         memcpy(&word, p, 8);
@@ -73,14 +107,15 @@ str_hash(PyObject *key)
 }
 
 static Py_hash_t
-key_hash(PyObject *key)
+key_hash(PyObject *key, uint64_t *tag)
 {
+    *tag = LONG_KEY;
     if (PyUnicode_Check(key)) {
 #if PY_VERSION_HEX < 0x030C0000
         if (PyUnicode_READY(key) < 0)
             return -1;
 #endif
-        return str_hash(key);
+        return str_hash(key, tag);
     }
     /* Mixed, as a table index takes the low bits: an int's hash is the int itself. */
     Py_hash_t hash = PyObject_Hash(key);
@@ -136,7 +171,7 @@ Tally_clear(Tally *self)
     self->version++;
     for (size_t i = 0; slots && i <= mask; i++)
         Py_XDECREF(slots[i].key);
-    PyMem_Free(slots);
+    free(slots);
     return 0;
 }
 
@@ -152,7 +187,10 @@ static int
 grow(Tally *self)
 {
     size_t mask = self->slots ? 2 * (self->mask + 1) - 1 : FIRST_SLOTS - 1;
-    Slot *slots = PyMem_Calloc(mask + 1, sizeof(Slot));
+    /* two slots to a cache line, none across two */
+    Slot *slots = aligned_alloc(64, (mask + 1) * sizeof(Slot));
+    if (slots != NULL)
+        memset(slots, 0, (mask + 1) * sizeof(Slot));
     if (slots == NULL) {
         PyErr_NoMemory();
         return -1;
@@ -166,18 +204,19 @@ grow(Tally *self)
             j = (j + 1) & mask;
         slots[j] = *old;
     }
-    PyMem_Free(self->slots);
+    free(self->slots);
     self->slots = slots;
     self->mask = mask;
     self->version++;
     return 0;
 }
 
-/* Count one key; `hash` is its key_hash, or -1 for count_key to work out. */
+/* Count one key; `hash` and `tag` are its key_hash, or hash is -1 for count_key to work
+   them out. */
 static int
-count_key(Tally *self, PyObject *key, Py_hash_t hash)
+count_key(Tally *self, PyObject *key, Py_hash_t hash, uint64_t tag)
 {
-    if (hash == -1 && (hash = key_hash(key)) == -1)
+    if (hash == -1 && (hash = key_hash(key, &tag)) == -1)
         return -1;
     if (self->slots == NULL && grow(self) < 0)
         return -1;
@@ -201,7 +240,7 @@ restart:;
         }
     }
     Py_INCREF(key);
-    self->slots[i] = (Slot){hash, key, 1};
+    self->slots[i] = (Slot){hash, key, 1, tag};
     self->size++;
     self->version++;
     if ((size_t)self->size * 2 > self->mask + 1)
@@ -209,23 +248,28 @@ restart:;
     return 0;
 }
 
-/* count_key for a plain str key and its str_hash, inlined: its compare with a stored str
-   runs no user code, so the table cannot change under it. A stored key of another type
-   (counted by add) leaves it to count_key. */
+/* count_key for a plain str key with its str_hash and tag, inlined: a short key is found by
+   its tag in the slot, a long one compared with a stored str, neither running user code, so
+   the table cannot change under it. A stored long key of another type (counted by add) leaves
+   the lookup to count_key. */
 static inline int
-count_str(Tally *self, PyObject *key, Py_hash_t hash)
+count_str(Tally *self, PyObject *key, Py_hash_t hash, uint64_t tag)
 {
-    Py_ssize_t length = PyUnicode_GET_LENGTH(key);
-    int kind = PyUnicode_KIND(key);
     for (size_t i = (size_t)hash & self->mask;; i = (i + 1) & self->mask) {
         Slot *slot = &self->slots[i];
-        PyObject *stored = slot->key;
-        if (stored == NULL)
+        if (slot->key == NULL)
             break;
-        if (slot->hash != hash)
+        if (slot->hash != hash || slot->tag != tag)
             continue;
+        if (tag != LONG_KEY) {
+            slot->count++;
+            return 0;
+        }
+        PyObject *stored = slot->key;
         if (!PyUnicode_CheckExact(stored))
-            return count_key(self, key, hash);
+            return count_key(self, key, hash, tag);
+        Py_ssize_t length = PyUnicode_GET_LENGTH(key);
+        int kind = PyUnicode_KIND(key);
         if (stored == key || (PyUnicode_GET_LENGTH(stored) == length
                               && PyUnicode_KIND(stored) == kind
                               && memcmp(PyUnicode_DATA(stored), PyUnicode_DATA(key),
@@ -234,7 +278,7 @@ count_str(Tally *self, PyObject *key, Py_hash_t hash)
             return 0;
         }
     }
-    return count_key(self, key, hash); /* a new key: inserted there */
+    return count_key(self, key, hash, tag); /* a new key: inserted there */
 }
 
 static inline int
@@ -266,10 +310,10 @@ all_hold(PyObject *batch, PyObject *value)
 #define AHEAD 8
 
 static inline Py_hash_t
-hash_ahead(Tally *self, PyObject *batch, Py_ssize_t i)
+hash_ahead(Tally *self, PyObject *batch, Py_ssize_t i, uint64_t *tag)
 {
     PyObject *key = PyTuple_GET_ITEM(PyList_GET_ITEM(batch, i), 0);
-    Py_hash_t hash = str_hash(key);
+    Py_hash_t hash = str_hash(key, tag);
     __builtin_prefetch(&self->slots[(size_t)hash & self->mask]);
     return hash;
 }
@@ -281,15 +325,17 @@ count_str_keys(Tally *self, PyObject *batch)
 {
     Py_ssize_t n = PyList_GET_SIZE(batch);
     Py_hash_t hashes[AHEAD];
+    uint64_t tags[AHEAD];
     if (self->slots == NULL && grow(self) < 0)
         return -1;
     for (Py_ssize_t i = 0; i < AHEAD && i < n; i++)
-        hashes[i] = hash_ahead(self, batch, i);
+        hashes[i] = hash_ahead(self, batch, i, &tags[i]);
     for (Py_ssize_t i = 0; i < n; i++) {
         Py_hash_t hash = hashes[i % AHEAD];
+        uint64_t tag = tags[i % AHEAD];
         if (i + AHEAD < n)
-            hashes[i % AHEAD] = hash_ahead(self, batch, i + AHEAD);
-        if (count_str(self, PyTuple_GET_ITEM(PyList_GET_ITEM(batch, i), 0), hash) < 0)
+            hashes[i % AHEAD] = hash_ahead(self, batch, i + AHEAD, &tags[i % AHEAD]);
+        if (count_str(self, PyTuple_GET_ITEM(PyList_GET_ITEM(batch, i), 0), hash, tag) < 0)
             return -1;
     }
     return 0;
@@ -320,7 +366,7 @@ Tally_add(Tally *self, PyObject *const *args, Py_ssize_t nargs)
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(batch); i++) {
         PyObject *pair = PyList_GET_ITEM(batch, i);
         Py_INCREF(pair);
-        int failed = count_key(self, PyTuple_GET_ITEM(pair, 0), -1);
+        int failed = count_key(self, PyTuple_GET_ITEM(pair, 0), -1, LONG_KEY);
         Py_DECREF(pair);
         if (failed)
             return NULL;
@@ -340,6 +386,7 @@ PyDoc_STRVAR(Tally_pump_doc,
 typedef struct {
     PyObject *pairs[AHEAD];
     Py_hash_t hashes[AHEAD];
+    uint64_t tags[AHEAD];
     Py_ssize_t taken, counted;
 } Pending;
 
@@ -354,7 +401,7 @@ static int
 count_oldest(Tally *self, Pending *p)
 {
     Py_ssize_t i = p->counted % AHEAD;
-    int failed = count_str(self, PyTuple_GET_ITEM(p->pairs[i], 0), p->hashes[i]);
+    int failed = count_str(self, PyTuple_GET_ITEM(p->pairs[i], 0), p->hashes[i], p->tags[i]);
     Py_CLEAR(p->pairs[i]);
     p->counted++;
     return failed;
@@ -404,10 +451,11 @@ Tally_pump(Tally *self, PyObject *const *args, Py_ssize_t nargs)
         }
         Py_ssize_t i = p.taken % AHEAD;
         p.pairs[i] = pair;
-        p.hashes[i] = str_hash(PyTuple_GET_ITEM(pair, 0));
+        p.hashes[i] = str_hash(PyTuple_GET_ITEM(pair, 0), &p.tags[i]);
         __builtin_prefetch(&self->slots[(size_t)p.hashes[i] & self->mask]);
-        if (p.taken - p.counted >= AHEAD / 2) { /* its slot is in the cache by now */
-            Py_ssize_t j = (p.taken - AHEAD / 2) % AHEAD;
+        Py_ssize_t j = (p.taken - AHEAD / 2) % AHEAD;
+        if (p.taken - p.counted >= AHEAD / 2 && p.tags[j] == LONG_KEY) {
+            /* its slot is in the cache by now: fetch the stored key it will be compared with */
             PyObject *stored = self->slots[(size_t)p.hashes[j] & self->mask].key;
             if (stored != NULL) {
                 __builtin_prefetch(stored);

@@ -153,6 +153,30 @@ def test_the_tally_stays_exact_as_it_grows(tally):
     assert dict(counts.items()) == want
 
 
+def test_the_tally_tells_keys_apart_at_every_length_and_width(tally):
+    """Keys of up to 7 bytes are found by their bytes in the table (kubemr/engine/_tally.c),
+    longer ones by comparing the stored key: around that boundary, in 1-, 2- and 4-byte
+    characters, near keys stay apart and equal ones (a str subclass too) count together."""
+    class Name(str):
+        pass
+
+    keys = []
+    for char in ("a", "\u00e9", "\u4e2d", "\U0001f600"):
+        for n in range(12):
+            keys += [char * n, "b" + char * n, char * n + "b", (char * n)[:-1] + "c" if n else "c"]
+    keys += ["-N", "\x00\xf6\x01\x00", "\uf600\u0001"]  # the bytes of "\u4e2d", "\U0001f600"
+    rng = random.Random(3)
+    counts, want = tally(), Counter()
+    assert counts.add([(Name(k), None) for k in keys[::5]], None)  # stored first: subclasses
+    want.update(keys[::5])
+    for _ in range(20):
+        pairs = [((rng.choice(keys) + "x")[:-1], None) for _ in range(500)]  # new, as from mappers
+        assert counts.pump(iter(pairs), None, 1000) == (500, [])
+        want.update(k for k, _ in pairs)
+    assert len(counts) == len(want)
+    assert dict(counts.items()) == want
+
+
 class SameHash:
     def __init__(self, name):
         self.name = name
