@@ -8,6 +8,7 @@ next line start, and its last line is read past `end`: every line is read exactl
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
@@ -127,21 +128,15 @@ class InputReader:
                     pos += newline + 1
                     data = data[newline + 1:]
                     skipping = False
-                if decode and data.isascii():  # one split, and a line's bytes are its length
-                    lines = data.decode("ascii").split("\n")
-                    pending = lines.pop().encode("ascii")
-                else:
-                    lines = data.split(b"\n")
-                    pending = lines.pop()
-                offsets = list(accumulate(map((1).__add__, map(len, lines)), initial=pos))
-                owned = bisect_right(offsets, end, 0, len(lines))
-                values = _decode_lines(data[:offsets[-1] - pos], lines) if decode else lines
+                values, lengths, pending = _split_lines(data, decode)
+                offsets = list(accumulate(map((1).__add__, lengths), initial=pos))
+                owned = bisect_right(offsets, end, 0, len(values))
                 self.records += owned
-                if owned == len(lines):
+                if owned == len(values):
                     yield zip(offsets, values, strict=False)  # the offsets have one more
                 else:
                     yield zip(offsets[:owned], values[:owned], strict=True)
-                if owned < len(lines):
+                if owned < len(values):
                     return
                 pos = offsets[-1]
             if pending and not skipping and pos <= end:
@@ -168,18 +163,42 @@ def _fetch_ahead(part: Part) -> bool:
             and 0 < part.end == part.size <= SMALL_OBJECT)
 
 
-def _decode_lines(complete: bytes, lines: list[bytes] | list[str]) -> list[str]:
-    """Decode `lines`, the lines of `complete` (each with its newline), in one pass; lines of
-    ASCII text come already decoded."""
-    if lines and isinstance(lines[0], str):
-        texts = lines
-    else:
-        texts = complete[:-1].decode("utf-8", errors="replace").split("\n") if lines else []
-    if len(texts) != len(lines):  # not expected: UTF-8 decoding never joins or splits lines
-        return [_decode(line) for line in lines]
-    if b"\r" in complete:
-        texts = [t[:-1] if t.endswith("\r") else t for t in texts]
-    return texts
+def _split_lines(data: bytes, decode: bool) -> tuple[list, list[int], bytes]:
+    """The complete lines of `data` (bytes, or with `decode` text without a final CR), the
+    byte length of each without its newline, and the bytes after the last newline.
+
+    Text is decoded and split once: a line's byte length is its length in characters, or for
+    the few lines that are not ASCII, that of the line encoded again. Invalid UTF-8 (replaced,
+    so that its byte count is lost in the text) is split as bytes first, then decoded line by
+    line.
+    """
+    if decode and data.isascii():
+        lines = data.decode("ascii").split("\n")
+        pending = lines.pop().encode("ascii")
+        return _without_cr(lines, data), list(map(len, lines)), pending
+    complete = data.rfind(b"\n") + 1
+    text = data[:complete].decode("utf-8", errors="replace") if decode else ""
+    if not decode or "\ufffd" in text:
+        lines = data.split(b"\n")
+        pending = lines.pop()
+        lengths = list(map(len, lines))
+        return ([_decode(line) for line in lines] if decode else lines), lengths, pending
+    lines = text.split("\n")
+    lines.pop()  # after the last newline: nothing
+    lengths = list(map(len, lines))
+    ascii_lines = list(map(str.isascii, lines))
+    line = -1
+    with contextlib.suppress(ValueError):  # when no line is left that is not ASCII
+        while True:
+            line = ascii_lines.index(False, line + 1)
+            lengths[line] = len(lines[line].encode("utf-8"))
+    return _without_cr(lines, data), lengths, data[complete:]
+
+
+def _without_cr(lines: list[str], data: bytes) -> list[str]:
+    if b"\r" not in data:
+        return lines
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 def _decode(line: bytes) -> str:

@@ -1,5 +1,6 @@
 import gzip
 import json
+import random
 
 import pytest
 
@@ -46,7 +47,8 @@ def test_every_split_boundary_with_trailing_newline(tmp_path):
 
 def test_blocks_of_ascii_and_of_other_text_give_the_same_lines_and_offsets(tmp_path,
                                                                          monkeypatch):
-    """ASCII blocks are split once as text; others as bytes, then decoded."""
+    """ASCII blocks are split once as text, valid UTF-8 decoded then split, blocks with invalid
+    bytes split as bytes, then decoded."""
     monkeypatch.setattr(formats, "BLOCK", 16)
     content = b"".join([b"plain ascii line\r\n", b"caf\xc3\xa9 au lait\n", b"short\n" * 5,
                         b"bad \xff byte\r\n", b"\n", b"a much longer ascii line than a block\n",
@@ -56,6 +58,25 @@ def test_blocks_of_ascii_and_of_other_text_give_the_same_lines_and_offsets(tmp_p
     want = expected_lines(content, lambda raw: raw.decode("utf-8", errors="replace"))
     assert want[1][1] == "café au lait" and want[7][1] == "bad \ufffd byte"
     for split_size in (1, 7, 40, len(content)):
+        assert read_all(path, len(content), split_size=split_size) == want, split_size
+
+
+@pytest.mark.parametrize("block", [16, 64, 1 << 18])
+def test_lines_with_characters_of_every_width_keep_their_byte_offsets(tmp_path, monkeypatch,
+                                                                     block):
+    """Valid UTF-8 is decoded then split, and each line's offset counts the bytes of its
+    non-ASCII characters: around block and split boundaries, with CRs, a real U+FFFD and an
+    invalid byte here and there."""
+    monkeypatch.setattr(formats, "BLOCK", block)
+    rng = random.Random(block)
+    pieces = ["word", " ", "é", "€", "😀", "中文", "\ufffd", "\r", "x" * 20]
+    lines = ["".join(rng.choices(pieces, k=rng.randint(0, 8))).encode() for _ in range(300)]
+    lines[::37] = [line + b"\xff" for line in lines[::37]]  # invalid: replaced on reading
+    content = b"\n".join(lines)
+    path = tmp_path / "input.txt"
+    path.write_bytes(content)
+    want = expected_lines(content, lambda raw: raw.decode("utf-8", errors="replace"))
+    for split_size in (5, 97, 1000, len(content)):
         assert read_all(path, len(content), split_size=split_size) == want, split_size
 
 
