@@ -80,7 +80,7 @@ local_up() {
   local pids=()
   for i in $(nodes); do import_images_node "$i" "${IMAGE_TARS[@]}" & pids+=($!); done
   for i in "${pids[@]}"; do wait "$i" || die "image import failed"; done
-  for i in $(nodes); do start_kubelet "$i"; done
+  for i in $(nodes); do start_kubelet_settled "$i"; done
   for i in $(nodes); do
     node_dirs "$i"
     wait_node_ready

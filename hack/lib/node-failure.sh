@@ -24,12 +24,7 @@ local_node_start() {
   IMAGE_TARS=()
   start_containerd "$i"
   wait_for 60 "containerd-$N" ctr -a "$SOCK" version
-  # containerd answers before its CRI service is ready, and a kubelet started then exits.
-  for _ in 1 2 3 4 5 6; do
-    start_kubelet "$i"
-    sleep 5
-    proc_alive "kubelet-$N" && break
-  done
+  start_kubelet_settled "$i"
   wait_node_ready
   log "node $N started"
 }

@@ -46,6 +46,21 @@ start_kubelet() {
     --node-labels "kubemr.io/role=worker,kubemr.io/node-index=$i" --v=1
 }
 
+start_kubelet_settled() {  # start_kubelet I, and again while it exits at once
+  # A kubelet exits at start when containerd's CRI service does not serve yet, or when another
+  # kubelet starting at the same moment took the device-plugin socket, whose path
+  # (/var/lib/kubelet/device-plugins/kubelet.sock, not under --root-dir) every kubelet on this
+  # host shares: so they are started one after another, each given time to bind it.
+  local i=$1 try; node_dirs "$i"
+  for try in 1 2 3 4 5 6; do
+    start_kubelet "$i"
+    sleep 3
+    proc_alive "kubelet-$N" && return 0
+    log "kubelet-$N exited at start (try $try of 6; log: $KUBEMR_LOG_DIR/kubelet-$N.log)"
+  done
+  die "kubelet-$N exits at every start (log: $KUBEMR_LOG_DIR/kubelet-$N.log)"
+}
+
 import_images_node() {  # import_images_node I TAR...
   local i=$1; shift; node_dirs "$i"
   local t
