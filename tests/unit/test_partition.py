@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import zlib
 
 import pytest
 
@@ -28,6 +29,18 @@ def test_equal_keys_have_equal_bytes():
     assert key_bytes(1) == key_bytes(1.0) == key_bytes(True)
     assert key_bytes("a") != key_bytes(b"a")
     assert key_bytes(("ab", "c")) != key_bytes(("a", "bc"))
+
+
+def test_a_key_goes_where_its_canonical_bytes_say_whatever_its_type():
+    """str keys take a shortcut (crc32 continued from the tag's); it must land where the
+    canonical bytes do, and an equal key of a str subclass where the str does."""
+    class Name(str):
+        pass
+
+    for key in [*KEYS, "\udc80 lone surrogate", "x" * 1000, Name("apple")]:
+        for n in (2, 7, 64):
+            assert default_partition(key, n) == zlib.crc32(key_bytes(key)) % n, key
+    assert default_partition(Name("apple"), 7) == default_partition("apple", 7)
 
 
 def test_partitions_spread_over_range():
