@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import math
 from dataclasses import asdict, dataclass
 
 from kubemr.errors import ManifestError, StorageError
@@ -13,7 +14,7 @@ from kubemr.storage import ObjectInfo, dataset, normalize_uri, store_for
 from kubemr.storage.nodes import node_of
 
 GLOB_CHARS = "*?["
-SLACK = 0.1
+SLACK = 0.1  # a split may run this share past splitSize rather than leave a sliver for another
 MIN_PACKED = 16 << 20  # packed splits are not made smaller than this to fill a wave of tasks
 MAX_SPLITS = 100_000  # map tasks a job may plan: bounds the planner's memory and time
 MAX_PARTS = 1_000_000  # input objects a job may name
@@ -159,7 +160,8 @@ def cut_splits(inputs: list[tuple[str, list[ObjectInfo]]], input_format: str, sp
     An object of at least `split_size` bytes is cut into byte ranges of `split_size` (a small
     tail joins the range before it), one split each; one that cannot be cut (whole-file format,
     `.gz`) is one split. Smaller objects are packed whole, in listing order, into splits of at
-    most `split_size` bytes, each holding objects on one node's server (kubemr.storage.nodes:
+    most `split_size` bytes (or SLACK more: 8 files of just over 16 MiB are 2 splits of 64 MiB,
+    not 3 with a sliver), each holding objects on one node's server (kubemr.storage.nodes:
     `servers`; objects on no per-node server pack together). The packed splits are of even
     sizes, and as many as the job's `parallelism` runs in even waves where there is enough
     data (see pack_counts): 3 full splits on 2 workers would leave one idle for a third of
@@ -196,8 +198,7 @@ def cut_splits(inputs: list[tuple[str, list[ObjectInfo]]], input_format: str, sp
     counts = pack_counts(totals, split_size, parallelism, max_splits - len(splits))
     too_many(sum(counts.values()))
     for node, parts in small.items():
-        splits += [Split(packed, node) for packed in _pack(parts, split_size,
-                                                           totals[node] / counts[node])]
+        splits += [Split(packed, node) for packed in _pack(parts, split_size, counts[node])]
     too_many()
     return splits
 
@@ -205,11 +206,12 @@ def cut_splits(inputs: list[tuple[str, list[ObjectInfo]]], input_format: str, sp
 def pack_counts(totals: dict[str | None, int], split_size: int, parallelism: int,
                 room: int) -> dict[str | None, int]:
     """How many splits each node's small objects (`totals`: node -> bytes) are packed into:
-    as few as `split_size` allows, then one more at a time (to the node whose splits are
+    as few as `split_size` (with SLACK) allows, then one more at a time (to the node whose splits are
     largest) until the count is a multiple of `parallelism`, while each split keeps at least
     MIN_PACKED bytes and the job stays within `room` more splits (Spark sizes its packed file
     partitions by bytes per core likewise)."""
-    counts = {node: max(1, -(-total // split_size)) for node, total in totals.items()}
+    most = split_size * (1 + SLACK)
+    counts = {node: max(1, math.ceil(total / most)) for node, total in totals.items()}
     while counts and sum(counts.values()) % parallelism and sum(counts.values()) < room:
         node = max(counts, key=lambda n: totals[n] / counts[n])
         if totals[node] / (counts[node] + 1) < MIN_PACKED:
@@ -218,16 +220,19 @@ def pack_counts(totals: dict[str | None, int], split_size: int, parallelism: int
     return counts
 
 
-def _pack(parts: list[Part], split_size: int, target: float) -> list[tuple[Part, ...]]:
-    """`parts` in listing order, in runs of about `target` bytes and at most `split_size`: a
-    part joins the run being packed unless that would take it further past `target` than the
-    run falls short of it."""
+def _pack(parts: list[Part], split_size: int, count: int) -> list[tuple[Part, ...]]:
+    """`parts` in listing order, in `count` runs of about even bytes, and at most `split_size`
+    (with SLACK): the k-th run ends at the object boundary nearest k/count of the bytes, or
+    earlier where the next part would take it past the limit."""
+    most = split_size * (1 + SLACK)
+    share = sum(part.size for part in parts) / count
     runs: list[list[Part]] = [[]]
-    packed = 0
+    done = packed = 0  # bytes in the runs before this one, and in this one
     for part in parts:
-        if runs[-1] and (packed + part.size > split_size or packed + part.size / 2 > target):
+        ends = len(runs) * share
+        if runs[-1] and (packed + part.size > most or done + packed + part.size / 2 > ends):
             runs.append([])
-            packed = 0
+            done, packed = done + packed, 0
         runs[-1].append(part)
         packed += part.size
     return [tuple(run) for run in runs]
