@@ -16,7 +16,6 @@ import json
 import os
 import resource
 import sys
-import time
 import traceback
 from collections.abc import Iterator
 
@@ -43,36 +42,33 @@ def termination_message(outcome: dict) -> str:
     return json.dumps(outcome)[:4000]
 
 
-def _start_heartbeat(beat_to: dict) -> None:
-    """Every KUBEMR_HEARTBEAT_SECONDS, rewrite the running attempt's .alive object if the task
-    made progress since the last beat (records read or written), from a thread.
+def _beat_to(uri: str) -> None:
+    """Rewrite the running attempt's .alive object at `uri` as the task makes progress
+    (kubemr.engine.progress), every half KUBEMR_HEARTBEAT_SECONDS at most: its last-modified
+    time stays within half a heartbeat of the task's last progress.
 
     The beat's time is the attempt's progress: user code that hangs stops it, and the scheduler
-    fails the attempt as Timeout after taskTimeoutSeconds. `beat_to["uri"]` is read at every
-    beat: a serving worker points it at each attempt it runs, and at None between them.
+    fails the attempt as Timeout after taskTimeoutSeconds.
     """
     seconds = float(os.environ.get("KUBEMR_HEARTBEAT_SECONDS") or 0)
     if seconds <= 0:
         return
-    import threading
-
     from kubemr.engine import progress
     from kubemr.storage import store_for
 
     def beat() -> None:
-        reported = 0
-        while True:
-            time.sleep(seconds)
-            moves, uri = progress.moves(), beat_to.get("uri")
-            if moves == reported or uri is None:
-                continue
-            try:
-                store_for(uri).write_bytes(uri, str(moves).encode())
-                reported = moves
-            except Exception as e:  # a missed beat is not fatal; the timeout judges
-                print(f"kubemr: heartbeat failed: {e}", file=sys.stderr)
+        try:
+            store_for(uri).write_bytes(uri, str(progress.moves()).encode())
+        except Exception as e:  # a missed beat is not fatal; the timeout judges
+            print(f"kubemr: heartbeat failed: {e}", file=sys.stderr)
 
-    threading.Thread(target=beat, name="heartbeat", daemon=True).start()
+    progress.beat_with(beat, seconds / 2)
+
+
+def _stop_beating() -> None:
+    from kubemr.engine import progress
+
+    progress.beat_with(None)
 
 
 def _alive_uri(task: dict) -> str:
@@ -106,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         task = json.loads(os.environ["KUBEMR_TASK"])
     with _log_captured(task):
         _raise_open_file_limit()
-        _start_heartbeat({"uri": _alive_uri(task)})
+        _beat_to(_alive_uri(task))
         return 0 if _attempt(task, args.result)["ok"] else 1
 
 
@@ -123,8 +119,6 @@ def serve(replies_fd: int) -> int:
     from kubemr.engine.usercode import INLINE_MODULE
 
     _raise_open_file_limit()
-    beat_to: dict = {"uri": None}
-    _start_heartbeat(beat_to)
     with os.fdopen(replies_fd, "w", buffering=1) as replies:
         for line in sys.stdin:
             request = json.loads(line)
@@ -133,10 +127,10 @@ def serve(replies_fd: int) -> int:
             _output_to(request["log"])
             take_user_counters()
             sys.modules.pop(INLINE_MODULE, None)
-            beat_to["uri"] = request.get("progress") or _alive_uri(task)
+            _beat_to(request.get("progress") or _alive_uri(task))
             with _log_captured(task):
                 outcome = _attempt(task, request["result"])
-            beat_to["uri"] = None
+            _stop_beating()
             sys.stdout.flush()
             sys.stderr.flush()
             if outcome.get("errorType") == "MemoryError":

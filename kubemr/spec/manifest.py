@@ -85,8 +85,8 @@ _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]
 
 @cache
 def crd() -> dict:
-    with open(_CRD_PATH) as f:
-        return yaml.safe_load(f)
+    with open(_CRD_PATH) as f:  # with libyaml where PyYAML has it: 10x faster than Python's
+        return yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def _root_schema() -> dict:
