@@ -10,10 +10,11 @@ last part of what it wrote, after a line saying how much came before.
 
 Capture: the worker points its file descriptors 1 and 2 at pipes that a small forked copier
 process reads. The copier writes every byte on to the original stdout or stderr (the pod's log,
-as before) and keeps the last LOG_LIMIT bytes in memory shared with the worker, which uploads
-them while it runs (every few seconds, when they grew), when it ends, and on SIGTERM. Being file
-descriptors, output from C code and from subprocesses is caught as well as Python's; being
-another process, the copier never waits for the worker's GIL.
+as before), keeps the last LOG_LIMIT bytes in memory shared with the worker, and uploads them
+while the worker runs (every few seconds, when they grew); the worker uploads them when it ends
+and on SIGTERM. Being file descriptors, output from C code and from subprocesses is caught as
+well as Python's; being another process, the copier never waits for the worker's GIL, and the
+worker keeps one thread (in a process that ever had two, every malloc and free takes a lock).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 from kubemr.errors import NotFound
 
@@ -153,18 +155,47 @@ def _write_all(fd: int, data: bytes) -> bool:
         return False
 
 
-def _copy(ring: _Ring, sources: dict[int, int], control: int) -> bool:
+def _within_store_seconds(store: Callable[[int, bytes], bool], total: int, tail: bytes) -> bool:
+    """(The copier's.) store(total, tail), given up after STORE_SECONDS: the output it copies
+    waits meanwhile."""
+    def give_up(signum, frame) -> None:
+        raise TimeoutError(f"the log store took over {STORE_SECONDS}s")
+
+    previous = signal.signal(signal.SIGALRM, give_up)
+    signal.alarm(STORE_SECONDS)
+    try:
+        return store(total, tail)
+    except TimeoutError:
+        return False
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _copy(ring: _Ring, sources: dict[int, int], control: int,
+          store: Callable[[int, bytes], bool] | None = None, every: float = UPLOAD_SECONDS,
+          ) -> bool:
     """(The copier's loop.) Copy each pipe to its original destination and into the ring,
-    until every writer is gone, or for DRAIN_SECONDS once `control` closed. Whether the worker
-    went without saying it was done (it wrote to `control` first if it was)."""
+    until every writer is gone, or for DRAIN_SECONDS once `control` closed; until then, every
+    `every` seconds while the ring grew, `store` its (total, tail). Whether the worker went
+    without saying it was done (it wrote to `control` first if it was)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     alive = dict(sources)
     done, deadline = False, None
+    stored, due = 0, time.monotonic() + every
     while sources:
         watched = [*sources, control] if deadline is None else list(sources)
-        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if deadline is not None:
+            timeout = max(0.0, deadline - time.monotonic())
+        else:
+            timeout = max(0.0, due - time.monotonic()) if store else None
         ready, _, _ = select.select(watched, [], [], timeout)
+        if store and deadline is None and time.monotonic() >= due:
+            due = time.monotonic() + every
+            if ring.total() != stored:
+                total, tail = ring.snapshot()
+                stored = total if _within_store_seconds(store, total, tail) else stored
         if not ready and deadline is not None:
             break
         for fd in ready:
@@ -187,13 +218,11 @@ def _copy(ring: _Ring, sources: dict[int, int], control: int) -> bool:
 class Capture:
     """Tees this process's stdout and stderr into a bounded tail stored at `uri`."""
 
-    def __init__(self, uri: str, limit: int = LOG_LIMIT):
+    def __init__(self, uri: str, limit: int = LOG_LIMIT, upload_seconds: float = UPLOAD_SECONDS):
         self.uri = uri
         self.limit = limit
         self.ring = _Ring(limit)
-        self.uploaded = -1  # bytes written when the store last got the log
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
+        self.uploaded = -1  # bytes written when the worker last stored the log
         self._closing = False
         for stream in (sys.stdout, sys.stderr):
             _flush(stream)
@@ -211,7 +240,8 @@ class Capture:
             try:
                 for fd in (*self._saved.values(), *(w for _, w in pipes.values()), control_w):
                     os.close(fd)
-                if _copy(self.ring, {r: fd for fd, (r, _) in pipes.items()}, control_r):
+                if _copy(self.ring, {r: fd for fd, (r, _) in pipes.items()}, control_r,
+                         self._store, upload_seconds):
                     signal.alarm(STORE_SECONDS)
                     self._store(*self.ring.snapshot())  # the worker died: store what it left
             finally:
@@ -224,21 +254,10 @@ class Capture:
             os.dup2(w, fd)
             os.close(w)
 
-    def start_uploads(self, seconds: float) -> None:
-        """Upload the log every `seconds` while it grows, from a thread."""
-        def loop() -> None:
-            while not self._stop.wait(seconds):
-                self.upload()
-
-        threading.Thread(target=loop, name="log-upload", daemon=True).start()
-
-    def upload(self, final: bool = False) -> None:
-        with self._lock:
-            if self._stop.is_set() and not final:
-                return
-            total, tail = self.ring.snapshot()
-            if total != self.uploaded and self._store(total, tail):
-                self.uploaded = total
+    def upload(self) -> None:
+        total, tail = self.ring.snapshot()
+        if total != self.uploaded and self._store(total, tail):
+            self.uploaded = total
 
     def _store(self, total: int, tail: bytes) -> bool:
         try:
@@ -256,7 +275,6 @@ class Capture:
         if self._closing:
             return
         self._closing = True
-        self._stop.set()
         for stream in (sys.stdout, sys.stderr):
             _flush(stream)
         for fd, saved in self._saved.items():
@@ -279,7 +297,7 @@ class Capture:
                 os.waitpid(self.pid, 0)
                 break
             time.sleep(0.01)
-        last = threading.Thread(target=self.upload, kwargs={"final": True}, daemon=True)
+        last = threading.Thread(target=self.upload, daemon=True)
         last.start()
         last.join(STORE_SECONDS)
 
@@ -307,12 +325,11 @@ def capture(uri: str | None) -> Capture | None:
     least a second apart); None without a URI."""
     if not uri:
         return None
+    heartbeat = float(os.environ.get("KUBEMR_HEARTBEAT_SECONDS") or 0) or UPLOAD_SECONDS
     try:
-        started = Capture(uri)
+        started = Capture(uri, upload_seconds=max(1.0, heartbeat))
     except OSError as e:
         print(f"kubemr: this attempt's log is not kept: {e}", file=sys.stderr, flush=True)
         return None
-    heartbeat = float(os.environ.get("KUBEMR_HEARTBEAT_SECONDS") or 0) or UPLOAD_SECONDS
-    started.start_uploads(max(1.0, heartbeat))
     started.close_on_sigterm()
     return started

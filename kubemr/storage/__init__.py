@@ -34,6 +34,9 @@ class Credentials:
 
 _local = LocalStore()
 _s3_stores: dict[tuple[str, str | None], ObjectStore] = {}
+# A forked child (the log copier) makes its own connections: two processes on one socket garble
+# both conversations.
+os.register_at_fork(after_in_child=_s3_stores.clear)
 _credentials: ContextVar[Credentials | None] = ContextVar("kubemr_credentials", default=None)
 
 

@@ -162,12 +162,14 @@ def test_sigterm_stores_the_log_and_still_ends_the_process_by_sigterm(tmp_path):
 
 
 def test_a_killed_attempt_leaves_what_it_wrote_before_the_last_upload(tmp_path):
-    """SIGKILL gives the worker no chance: the periodic upload (every heartbeat) has the log."""
+    """SIGKILL gives the worker no chance: the periodic upload (every heartbeat) has the log.
+    The copier uploads it: the worker keeps one thread (kubemr.engine.progress says why)."""
     log = f"file://{tmp_path}/store/attempt-1.log"
     path = script(tmp_path, f"""
-        import time
+        import os, time
         from kubemr.runtime import logs
         capture = logs.capture({log!r})
+        print("worker threads:", len(os.listdir("/proc/self/task")), flush=True)
         noise(2)
         time.sleep(60)
     """)
@@ -184,6 +186,7 @@ def test_a_killed_attempt_leaves_what_it_wrote_before_the_last_upload(tmp_path):
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     assert b"python says hello" in read(log)
+    assert b"worker threads: 1\n" in read(log)
 
 
 def test_the_ring_keeps_the_last_bytes_across_wraps():
@@ -427,3 +430,20 @@ def test_retain_pods_defaults_to_always():
     from tests.manifest_cases import manifest
 
     assert parse_manifest(manifest()).spec["retainPods"] == "Always"
+
+
+def test_a_forked_copier_makes_its_own_store_connections(monkeypatch):
+    """The copier uploads while the worker runs: sharing the worker's S3 connections would
+    put two processes' requests on one socket."""
+    from kubemr import storage
+
+    monkeypatch.setenv("KUBEMR_S3_ENDPOINT", "http://127.0.0.1:9")  # never reached
+    monkeypatch.setenv("KUBEMR_S3_ACCESS_KEY", "k")
+    monkeypatch.setenv("KUBEMR_S3_SECRET_KEY", "s")
+
+    parent = storage.store_for("s3://bucket/key")  # no request: a client, its connection pool
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if storage.store_for("s3://bucket/key") is not parent else 1)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    assert storage.store_for("s3://bucket/key") is parent
