@@ -206,10 +206,10 @@ def cut_splits(inputs: list[tuple[str, list[ObjectInfo]]], input_format: str, sp
 def pack_counts(totals: dict[str | None, int], split_size: int, parallelism: int,
                 room: int) -> dict[str | None, int]:
     """How many splits each node's small objects (`totals`: node -> bytes) are packed into:
-    as few as `split_size` (with SLACK) allows, then one more at a time (to the node whose splits are
-    largest) until the count is a multiple of `parallelism`, while each split keeps at least
-    MIN_PACKED bytes and the job stays within `room` more splits (Spark sizes its packed file
-    partitions by bytes per core likewise)."""
+    as few as `split_size` (with SLACK) allows, then one more at a time (to the node whose
+    splits are largest) until the count is a multiple of `parallelism`, while each split keeps
+    at least MIN_PACKED bytes and the job stays within `room` more splits (Spark sizes its
+    packed file partitions by bytes per core likewise)."""
     most = split_size * (1 + SLACK)
     counts = {node: max(1, math.ceil(total / most)) for node, total in totals.items()}
     while counts and sum(counts.values()) % parallelism and sum(counts.values()) < room:

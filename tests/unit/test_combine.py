@@ -12,9 +12,9 @@ import pytest
 
 from kubemr.engine.formats import InputReader
 from kubemr.engine.plan import (
-    Part,
     MIN_PACKED,
     SLACK,
+    Part,
     Split,
     cut_splits,
     load_split,
