@@ -155,17 +155,24 @@ def _write_all(fd: int, data: bytes) -> bool:
         return False
 
 
+class _StoreTimedOut(BaseException):
+    """A log upload outlasted STORE_SECONDS. Not an Exception: an S3 client's retries and
+    `except Exception` would take it for a failed request and send it again, for minutes."""
+
+
 def _within_store_seconds(store: Callable[[int, bytes], bool], total: int, tail: bytes) -> bool:
     """(The copier's.) store(total, tail), given up after STORE_SECONDS: the output it copies
     waits meanwhile."""
     def give_up(signum, frame) -> None:
-        raise TimeoutError(f"the log store took over {STORE_SECONDS}s")
+        raise _StoreTimedOut
 
     previous = signal.signal(signal.SIGALRM, give_up)
     signal.alarm(STORE_SECONDS)
     try:
         return store(total, tail)
-    except TimeoutError:
+    except _StoreTimedOut:
+        print(f"kubemr: storing this attempt's log took over {STORE_SECONDS}s; trying again "
+              "later", file=sys.stderr, flush=True)
         return False
     finally:
         signal.alarm(0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -188,6 +189,35 @@ def test_a_killed_attempt_leaves_what_it_wrote_before_the_last_upload(tmp_path):
     assert b"python says hello" in read(log)
     assert b"worker threads: 1\n" in read(log)
 
+
+
+def test_a_store_that_never_answers_holds_the_output_up_only_for_a_while(tmp_path):
+    """The copier uploads while it copies: an S3 server that accepts and never answers must
+    not stall the worker's output (past a pipe's worth) for the clients' minutes of retries."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)  # connections are accepted by the kernel and never answered
+    path = script(tmp_path, """
+        import sys, time
+        from kubemr.runtime import logs
+        logs.STORE_SECONDS = 2
+        capture = logs.capture("s3://bucket/attempt-1.log")
+        for i in range(300):  # 150 KB: more than a pipe holds, while uploads hang
+            print("line", i, "x" * 500, flush=True)
+            time.sleep(0.01)
+        capture.close()
+        print("THE END", file=sys.stderr, flush=True)
+    """)
+    env = dict(ENV, KUBEMR_HEARTBEAT_SECONDS="1", KUBEMR_S3_ACCESS_KEY="k",
+               KUBEMR_S3_SECRET_KEY="s",
+               KUBEMR_S3_ENDPOINT=f"http://127.0.0.1:{silent.getsockname()[1]}")
+    try:
+        done = subprocess.run([sys.executable, path], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, env=env, timeout=90)
+    finally:
+        silent.close()
+    assert done.returncode == 0
+    assert b"took over 2s" in done.stderr and b"THE END" in done.stderr
 
 def test_the_ring_keeps_the_last_bytes_across_wraps():
     ring = _Ring(16)
