@@ -11,21 +11,30 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 
-/* An open-addressing table of (hash, key, count, tag) slots, probed linearly: a lookup of a
-   short str key (at most 7 bytes: most words) touches the slot alone, as the slot holds its
-   bytes in `tag`; a longer key's lookup touches the stored key too. A dict of positions would
-   touch its index, its entry, the key, a position object and a count. A str key is hashed over
-   its characters with a fast hash seeded per process (CPython's own str hash, SipHash, is
-   slower and is cached in str objects that a mapper makes anew for every pair); other keys use
-   their Python hash. */
+/* An open-addressing table of (tags, key, count) slots, probed linearly: a lookup of a str
+   key of at most 15 bytes (nearly every word) touches the slot alone, as the slot holds the
+   key's bytes in its two tags; a longer key's lookup touches the stored key too. A dict of
+   positions would touch its index, its entry, the key, a position object and a count. A str
+   key is hashed over its characters with a fast hash seeded per process (CPython's own str
+   hash, SipHash, is slower and is cached in str objects that a mapper makes anew for every
+   pair); other keys use their Python hash. */
 
 typedef struct {
-    Py_hash_t hash;
+    uint64_t tag, tag2; /* as Tags */
     PyObject *key; /* NULL: an empty slot */
     Py_ssize_t count;
-    uint64_t tag; /* a short str key's short_tag: equal tags, equal keys; LONG_KEY for others */
 } Slot;
+
+/* A key as the table tells it apart. A str of at most 15 bytes: its bytes, its length and its
+   width (equal tags, equal keys), tag2 never LONG_KEY. Any other key: its hash in `tag`, and
+   tag2 LONG_KEY (its lookup compares the stored key). */
+typedef struct {
+    uint64_t tag, tag2;
+} Tags;
 
 #define LONG_KEY UINT64_MAX
 
@@ -38,6 +47,7 @@ typedef struct {
 } Tally;
 
 #define FIRST_SLOTS 1024
+#define HUGE_PAGE ((size_t)2 << 20)
 static uint64_t seed;
 
 static inline uint64_t
@@ -66,32 +76,57 @@ load32(const unsigned char *p)
     return word;
 }
 
-/* The bytes of a str of n <= 7 bytes of `kind`, with n and kind in the top byte, in whole
-   loads (no byte-by-byte copy to read back, which stalls): different such strings have
-   different tags, and none is LONG_KEY. */
 static inline uint64_t
-short_tag(const unsigned char *p, size_t n, int kind)
+load64(const unsigned char *p)
 {
-    uint64_t bytes = 0;
-    if (n >= 4)
-        bytes = load32(p) | (load32(p + n - 4) >> (8 * (8 - n))) << 32;
-    else if (n > 0)
-        bytes = (uint64_t)p[0] | (uint64_t)p[n >> 1] << 8 | (uint64_t)p[n - 1] << 16;
-    return bytes | (uint64_t)(n | (size_t)kind << 3) << 56;
+    uint64_t word;
+    memcpy(&word, p, 8);
+    return word;
 }
 
-/* A str key's hash; `*tag` is set to its short_tag, or LONG_KEY if it has more than 7 bytes. */
+/* The n <= 7 bytes at p, in whole loads (no byte-by-byte copy to read back, which stalls):
+   different strings of n bytes give different words, with the top byte 0. */
+static inline uint64_t
+short_bytes(const unsigned char *p, size_t n)
+{
+    if (n >= 4)
+        return load32(p) | (load32(p + n - 4) >> (8 * (8 - n))) << 32;
+    if (n > 0)
+        return (uint64_t)p[0] | (uint64_t)p[n >> 1] << 8 | (uint64_t)p[n - 1] << 16;
+    return 0;
+}
+
+/* The Tags of a str of n <= 15 bytes of `kind`: its first bytes in `tag`, the rest in tag2
+   with n and kind in tag2's top byte (never 0, so never LONG_KEY's 0xff either). */
+static inline Tags
+str_tags(const unsigned char *p, size_t n, int kind)
+{
+    uint64_t size = (uint64_t)(n | (size_t)kind << 4) << 56;
+    if (n < 8)
+        return (Tags){short_bytes(p, n), size};
+    return (Tags){load64(p), short_bytes(p + 8, n - 8) | size};
+}
+
+/* The table's hash of a key of these tags: a slot's own, worked out again as the table grows. */
 static inline Py_hash_t
-str_hash(PyObject *key, uint64_t *tag)
+tags_hash(Tags tags)
+{
+    if (tags.tag2 == LONG_KEY)
+        return (Py_hash_t)tags.tag;
+    return as_hash(seed ^ tags.tag ^ tags.tag2 * 0x9e3779b97f4a7c15ULL);
+}
+
+/* A str key's hash and its Tags. */
+static inline Py_hash_t
+str_hash(PyObject *key, Tags *tags)
 {
     const unsigned char *p = PyUnicode_DATA(key);
     int kind = PyUnicode_KIND(key);
     size_t n = (size_t)PyUnicode_GET_LENGTH(key) * kind;
-    if (n <= 7) {
-        *tag = short_tag(p, n, kind);
-        return as_hash(seed ^ *tag);
+    if (n <= 15) {
+        *tags = str_tags(p, n, kind);
+        return tags_hash(*tags);
     }
-    *tag = LONG_KEY;
     uint64_t h = seed ^ n, word;
     for (; n >= 8; p += 8, n -= 8) {
         memcpy(&word, p, 8);
@@ -103,23 +138,28 @@ str_hash(PyObject *key, uint64_t *tag)
         memcpy(&word, p, n);
         h = (h ^ word) * 0x9e3779b97f4a7c15ULL;
     }
-    return as_hash(h);
+    Py_hash_t hash = as_hash(h);
+    *tags = (Tags){(uint64_t)hash, LONG_KEY};
+    return hash;
 }
 
 static Py_hash_t
-key_hash(PyObject *key, uint64_t *tag)
+key_hash(PyObject *key, Tags *tags)
 {
-    *tag = LONG_KEY;
     if (PyUnicode_Check(key)) {
 #if PY_VERSION_HEX < 0x030C0000
         if (PyUnicode_READY(key) < 0)
             return -1;
 #endif
-        return str_hash(key, tag);
+        return str_hash(key, tags);
     }
     /* Mixed, as a table index takes the low bits: an int's hash is the int itself. */
     Py_hash_t hash = PyObject_Hash(key);
-    return hash == -1 ? -1 : as_hash((uint64_t)hash);
+    if (hash == -1)
+        return -1;
+    hash = as_hash((uint64_t)hash);
+    *tags = (Tags){(uint64_t)hash, LONG_KEY};
+    return hash;
 }
 
 /* 1 if equal, 0 if not, -1 on error. Two str compare by their characters: CPython keeps every
@@ -188,9 +228,14 @@ grow(Tally *self)
 {
     size_t mask = self->slots ? 2 * (self->mask + 1) - 1 : FIRST_SLOTS - 1;
     /* two slots to a cache line, none across two */
-    Slot *slots = aligned_alloc(64, (mask + 1) * sizeof(Slot));
+    size_t bytes = (mask + 1) * sizeof(Slot);
+    Slot *slots = aligned_alloc(bytes >= HUGE_PAGE ? HUGE_PAGE : 64, bytes);
+#ifdef MADV_HUGEPAGE
+    if (slots != NULL && bytes >= HUGE_PAGE)
+        madvise(slots, bytes, MADV_HUGEPAGE);
+#endif
     if (slots != NULL)
-        memset(slots, 0, (mask + 1) * sizeof(Slot));
+        memset(slots, 0, bytes);
     if (slots == NULL) {
         PyErr_NoMemory();
         return -1;
@@ -199,7 +244,7 @@ grow(Tally *self)
         Slot *old = &self->slots[i];
         if (old->key == NULL)
             continue;
-        size_t j = (size_t)old->hash & mask;
+        size_t j = (size_t)tags_hash((Tags){old->tag, old->tag2}) & mask;
         while (slots[j].key != NULL)
             j = (j + 1) & mask;
         slots[j] = *old;
@@ -211,12 +256,12 @@ grow(Tally *self)
     return 0;
 }
 
-/* Count one key; `hash` and `tag` are its key_hash, or hash is -1 for count_key to work
+/* Count one key; `hash` and `tags` are its key_hash, or hash is -1 for count_key to work
    them out. */
 static int
-count_key(Tally *self, PyObject *key, Py_hash_t hash, uint64_t tag)
+count_key(Tally *self, PyObject *key, Py_hash_t hash, Tags tags)
 {
-    if (hash == -1 && (hash = key_hash(key, &tag)) == -1)
+    if (hash == -1 && (hash = key_hash(key, &tags)) == -1)
         return -1;
     if (self->slots == NULL && grow(self) < 0)
         return -1;
@@ -227,8 +272,12 @@ restart:;
         Slot *slot = &self->slots[i];
         if (slot->key == NULL)
             break;
-        if (slot->hash != hash)
+        if (slot->tag != tags.tag || slot->tag2 != tags.tag2)
             continue;
+        if (tags.tag2 != LONG_KEY) { /* equal str */
+            slot->count++;
+            return 0;
+        }
         int equal = keys_equal(slot->key, key);
         if (equal < 0)
             return -1;
@@ -240,7 +289,7 @@ restart:;
         }
     }
     Py_INCREF(key);
-    self->slots[i] = (Slot){hash, key, 1, tag};
+    self->slots[i] = (Slot){tags.tag, tags.tag2, key, 1};
     self->size++;
     self->version++;
     if ((size_t)self->size * 2 > self->mask + 1)
@@ -248,26 +297,26 @@ restart:;
     return 0;
 }
 
-/* count_key for a plain str key with its str_hash and tag, inlined: a short key is found by
-   its tag in the slot, a long one compared with a stored str, neither running user code, so
-   the table cannot change under it. A stored long key of another type (counted by add) leaves
-   the lookup to count_key. */
+/* count_key for a plain str key with its str_hash and tags, inlined: a key of at most 15
+   bytes is found by its tags in the slot, a longer one compared with a stored str, neither
+   running user code, so the table cannot change under it. A stored long key of another type
+   (counted by add) leaves the lookup to count_key. */
 static inline int
-count_str(Tally *self, PyObject *key, Py_hash_t hash, uint64_t tag)
+count_str(Tally *self, PyObject *key, Py_hash_t hash, Tags tags)
 {
     for (size_t i = (size_t)hash & self->mask;; i = (i + 1) & self->mask) {
         Slot *slot = &self->slots[i];
         if (slot->key == NULL)
             break;
-        if (slot->hash != hash || slot->tag != tag)
+        if (slot->tag != tags.tag || slot->tag2 != tags.tag2)
             continue;
-        if (tag != LONG_KEY) {
+        if (tags.tag2 != LONG_KEY) {
             slot->count++;
             return 0;
         }
         PyObject *stored = slot->key;
         if (!PyUnicode_CheckExact(stored))
-            return count_key(self, key, hash, tag);
+            return count_key(self, key, hash, tags);
         Py_ssize_t length = PyUnicode_GET_LENGTH(key);
         int kind = PyUnicode_KIND(key);
         if (stored == key || (PyUnicode_GET_LENGTH(stored) == length
@@ -278,7 +327,7 @@ count_str(Tally *self, PyObject *key, Py_hash_t hash, uint64_t tag)
             return 0;
         }
     }
-    return count_key(self, key, hash, tag); /* a new key: inserted there */
+    return count_key(self, key, hash, tags); /* a new key: inserted there */
 }
 
 static inline int
@@ -307,13 +356,13 @@ all_hold(PyObject *batch, PyObject *value)
     return 1 + keys_are_str;
 }
 
-#define AHEAD 8
+#define AHEAD 4
 
 static inline Py_hash_t
-hash_ahead(Tally *self, PyObject *batch, Py_ssize_t i, uint64_t *tag)
+hash_ahead(Tally *self, PyObject *batch, Py_ssize_t i, Tags *tags)
 {
     PyObject *key = PyTuple_GET_ITEM(PyList_GET_ITEM(batch, i), 0);
-    Py_hash_t hash = str_hash(key, tag);
+    Py_hash_t hash = str_hash(key, tags);
     __builtin_prefetch(&self->slots[(size_t)hash & self->mask]);
     return hash;
 }
@@ -325,14 +374,14 @@ count_str_keys(Tally *self, PyObject *batch)
 {
     Py_ssize_t n = PyList_GET_SIZE(batch);
     Py_hash_t hashes[AHEAD];
-    uint64_t tags[AHEAD];
+    Tags tags[AHEAD];
     if (self->slots == NULL && grow(self) < 0)
         return -1;
     for (Py_ssize_t i = 0; i < AHEAD && i < n; i++)
         hashes[i] = hash_ahead(self, batch, i, &tags[i]);
     for (Py_ssize_t i = 0; i < n; i++) {
         Py_hash_t hash = hashes[i % AHEAD];
-        uint64_t tag = tags[i % AHEAD];
+        Tags tag = tags[i % AHEAD];
         if (i + AHEAD < n)
             hashes[i % AHEAD] = hash_ahead(self, batch, i + AHEAD, &tags[i % AHEAD]);
         if (count_str(self, PyTuple_GET_ITEM(PyList_GET_ITEM(batch, i), 0), hash, tag) < 0)
@@ -366,7 +415,7 @@ Tally_add(Tally *self, PyObject *const *args, Py_ssize_t nargs)
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(batch); i++) {
         PyObject *pair = PyList_GET_ITEM(batch, i);
         Py_INCREF(pair);
-        int failed = count_key(self, PyTuple_GET_ITEM(pair, 0), -1, LONG_KEY);
+        int failed = count_key(self, PyTuple_GET_ITEM(pair, 0), -1, (Tags){0, 0});
         Py_DECREF(pair);
         if (failed)
             return NULL;
@@ -386,7 +435,7 @@ PyDoc_STRVAR(Tally_pump_doc,
 typedef struct {
     PyObject *pairs[AHEAD];
     Py_hash_t hashes[AHEAD];
-    uint64_t tags[AHEAD];
+    Tags tags[AHEAD];
     Py_ssize_t taken, counted;
 } Pending;
 
@@ -454,7 +503,7 @@ Tally_pump(Tally *self, PyObject *const *args, Py_ssize_t nargs)
         p.hashes[i] = str_hash(PyTuple_GET_ITEM(pair, 0), &p.tags[i]);
         __builtin_prefetch(&self->slots[(size_t)p.hashes[i] & self->mask]);
         Py_ssize_t j = (p.taken - AHEAD / 2) % AHEAD;
-        if (p.taken - p.counted >= AHEAD / 2 && p.tags[j] == LONG_KEY) {
+        if (p.taken - p.counted >= AHEAD / 2 && p.tags[j].tag2 == LONG_KEY) {
             /* its slot is in the cache by now: fetch the stored key it will be compared with */
             PyObject *stored = self->slots[(size_t)p.hashes[j] & self->mask].key;
             if (stored != NULL) {

@@ -154,16 +154,18 @@ def test_the_tally_stays_exact_as_it_grows(tally):
 
 
 def test_the_tally_tells_keys_apart_at_every_length_and_width(tally):
-    """Keys of up to 7 bytes are found by their bytes in the table (kubemr/engine/_tally.c),
-    longer ones by comparing the stored key: around that boundary, in 1-, 2- and 4-byte
-    characters, near keys stay apart and equal ones (a str subclass too) count together."""
+    """Keys of up to 15 bytes are found by their bytes in the table (kubemr/engine/_tally.c:
+    up to 7 in one word, 8 to 15 in two), longer ones by comparing the stored key: around those
+    boundaries, in 1-, 2- and 4-byte characters, near keys stay apart and equal ones (a str
+    subclass too) count together."""
     class Name(str):
         pass
 
     keys = []
     for char in ("a", "\u00e9", "\u4e2d", "\U0001f600"):
-        for n in range(12):
-            keys += [char * n, "b" + char * n, char * n + "b", (char * n)[:-1] + "c" if n else "c"]
+        for n in range(20):
+            keys += [char * n, "b" + char * n, char * n + "b", (char * n)[:-1] + "c" if n else "c",
+                     char * n + "\x00", "\x00" + char * n]
     keys += ["-N", "\x00\xf6\x01\x00", "\uf600\u0001"]  # the bytes of "\u4e2d", "\U0001f600"
     rng = random.Random(3)
     counts, want = tally(), Counter()
