@@ -128,8 +128,7 @@ class InputReader:
                     pos += newline + 1
                     data = data[newline + 1:]
                     skipping = False
-                values, lengths, pending = _split_lines(data, decode)
-                offsets = list(accumulate(map((1).__add__, lengths), initial=pos))
+                values, offsets, pending = split_lines(data, pos, decode)
                 owned = bisect_right(offsets, end, 0, len(values))
                 self.records += owned
                 if owned == len(values):
@@ -163,9 +162,26 @@ def _fetch_ahead(part: Part) -> bool:
             and 0 < part.end == part.size <= SMALL_OBJECT)
 
 
-def _split_lines(data: bytes, decode: bool) -> tuple[list, list[int], bytes]:
+def py_split_lines(data: bytes, offset: int, decode: bool) -> tuple[list, list[int], bytes]:
     """The complete lines of `data` (bytes, or with `decode` text without a final CR), the
-    byte length of each without its newline, and the bytes after the last newline.
+    byte offset of each line's start and of the end of the last one (`offset` being that of
+    data's first byte), and the bytes after the last newline.
+
+    The Python form of kubemr.engine._lines.split_lines (kubemr/engine/_lines.c), used where it
+    was not compiled.
+    """
+    values, lengths, pending = _split_lines(data, decode)
+    return values, list(accumulate(map((1).__add__, lengths), initial=offset)), pending
+
+
+try:
+    from kubemr.engine._lines import split_lines
+except ImportError:  # installed without a C compiler
+    split_lines = py_split_lines
+
+
+def _split_lines(data: bytes, decode: bool) -> tuple[list, list[int], bytes]:
+    """py_split_lines, with the byte length of each line instead of its offset.
 
     Text is decoded and split once: a line's byte length is its length in characters, or for
     the few lines that are not ASCII, that of the line encoded again. Invalid UTF-8 (replaced,

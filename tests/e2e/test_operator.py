@@ -324,8 +324,11 @@ def test_helm_test_runs_a_word_count_through_the_operator(cluster, operator):
                timeout=120, what="the helm test's job to be deleted")
 
 
-def test_the_image_runs_the_compiled_map_buffer(cluster):
-    """The image installs kubemr's wheel built with its C module (kubemr/engine/_tally.c)."""
+def test_the_image_runs_the_compiled_map_buffer_and_line_splitter(cluster):
+    """The image installs kubemr's wheel built with its C modules (kubemr/engine/_tally.c,
+    kubemr/engine/_lines.c)."""
     shown = cluster.kubectl("exec", "-n", SYSTEM, "deploy/kubemr-operator", "--", "python3",
-                            "-c", "import kubemr.engine.mapbuffer as m; print(m.Tally, m.COMPILED)")
-    assert shown.stdout.split() == ["<class", "'kubemr.engine._tally.Tally'>", "True"], shown.stdout
+                            "-c", "import kubemr.engine.mapbuffer as m, kubemr.engine.formats "
+                            "as f; print(m.Tally, m.COMPILED, f.split_lines.__module__)")
+    assert shown.stdout.split() == ["<class", "'kubemr.engine._tally.Tally'>", "True",
+                                    "kubemr.engine._lines"], shown.stdout

@@ -8,6 +8,13 @@ from kubemr.engine import formats
 from kubemr.engine.formats import InputReader, jsonl_line
 from kubemr.engine.plan import Split, plan_splits
 
+try:
+    from kubemr.engine._lines import split_lines as compiled_split_lines
+except ImportError:
+    compiled_split_lines = None
+NOT_COMPILED = ("kubemr.engine._lines was not compiled (a C compiler and Python's headers are "
+                "needed)")
+
 CONTENT = b"alpha\n\nbeta gamma\r\ndelta\n\n\nepsilon zeta\nlast line without newline"
 
 
@@ -45,10 +52,40 @@ def test_every_split_boundary_with_trailing_newline(tmp_path):
         assert read_all(path, len(content), split_size=split_size) == want, split_size
 
 
+@pytest.fixture(params=[
+    pytest.param(compiled_split_lines, id="compiled",
+                 marks=pytest.mark.skipif(compiled_split_lines is None, reason=NOT_COMPILED)),
+    pytest.param(formats.py_split_lines, id="python"),
+])
+def splitter(request, monkeypatch):
+    monkeypatch.setattr(formats, "split_lines", request.param)
+
+
+def test_the_line_splitter_is_compiled_in_this_install():
+    """CI installs with a C compiler: the readers must not fall back to Python unnoticed."""
+    assert compiled_split_lines is not None, NOT_COMPILED
+
+
+@pytest.mark.skipif(compiled_split_lines is None, reason=NOT_COMPILED)
+def test_the_compiled_and_python_line_splitters_agree_on_any_bytes():
+    rng = random.Random(5)
+    pieces = [b"a", b"Z", b" ", b"\n", b"\r", b"\r\n", b"\n\n", b"\x00", b"\xc3\xa9",
+              b"\xf0\x9f\x98\x82", b"\xe2\x82", b"\xc3", b"\xff", b"\xed\xa0\x80", b"x" * 9]
+    for _ in range(5_000):
+        data = b"".join(rng.choices(pieces, k=rng.randint(0, 40)))
+        offset = rng.randint(0, 1 << 40)
+        for decode in (True, False):
+            got = compiled_split_lines(data, offset, decode)
+            assert got == formats.py_split_lines(data, offset, decode), (data, decode)
+            assert all(type(line) is (str if decode else bytes) for line in got[0])
+    with pytest.raises(TypeError):
+        compiled_split_lines("text", 0, True)
+
+
 def test_blocks_of_ascii_and_of_other_text_give_the_same_lines_and_offsets(tmp_path,
-                                                                         monkeypatch):
-    """ASCII blocks are split once as text, valid UTF-8 decoded then split, blocks with invalid
-    bytes split as bytes, then decoded."""
+                                                                         monkeypatch, splitter):
+    """ASCII lines are copied as they are, others decoded (invalid bytes replaced); the offsets
+    count bytes either way."""
     monkeypatch.setattr(formats, "BLOCK", 16)
     content = b"".join([b"plain ascii line\r\n", b"caf\xc3\xa9 au lait\n", b"short\n" * 5,
                         b"bad \xff byte\r\n", b"\n", b"a much longer ascii line than a block\n",
@@ -63,7 +100,7 @@ def test_blocks_of_ascii_and_of_other_text_give_the_same_lines_and_offsets(tmp_p
 
 @pytest.mark.parametrize("block", [16, 64, 1 << 18])
 def test_lines_with_characters_of_every_width_keep_their_byte_offsets(tmp_path, monkeypatch,
-                                                                     block):
+                                                                     block, splitter):
     """Valid UTF-8 is decoded then split, and each line's offset counts the bytes of its
     non-ASCII characters: around block and split boundaries, with CRs, a real U+FFFD and an
     invalid byte here and there."""
