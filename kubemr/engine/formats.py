@@ -178,6 +178,7 @@ try:
     from kubemr.engine._lines import split_lines
 except ImportError:  # installed without a C compiler
     split_lines = py_split_lines
+COMPILED = split_lines is not py_split_lines
 
 
 def _split_lines(data: bytes, decode: bool) -> tuple[list, list[int], bytes]:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, islice, starmap
 from operator import itemgetter
 
-from kubemr.engine import mapbuffer, progress
+from kubemr.engine import formats, mapbuffer, progress
 from kubemr.engine.formats import InputReader
 from kubemr.engine.mapbuffer import MapBuffer, check_pairs
 from kubemr.engine.partition import checked_partition, default_partition
@@ -116,6 +116,9 @@ class MapTask:
         if not mapbuffer.COMPILED:
             print("kubemr: kubemr.engine._tally is not compiled: map output is counted in Python, "
                   "more slowly", file=sys.stderr)
+        if not formats.COMPILED and self.spec["input"]["format"] != "whole-file":
+            print("kubemr: kubemr.engine._lines is not compiled: input is cut into lines in "
+                  "Python, more slowly", file=sys.stderr)
         while True:
             counted, batch = buffer.pump(outputs, PULL)
             if counted < PULL:

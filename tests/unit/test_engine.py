@@ -236,3 +236,20 @@ def test_runs_read_back_exactly_when_batches_repeat_objects(tmp_path):
     groups = list(read_run(buf))
     assert [k for k, _ in groups] == ["zebra", "a"]
     assert groups[1][1] == ["a", "a"]
+
+
+def test_a_map_task_without_the_c_modules_says_so_and_stays_exact(tmp_path, monkeypatch, capsys):
+    """Installed without a C compiler, kubemr counts keys and cuts lines in Python: each map task
+    says so on stderr, and the job's output is the same."""
+    from kubemr.engine import formats, mapbuffer
+
+    monkeypatch.setattr(mapbuffer, "Tally", mapbuffer.PyTally)
+    monkeypatch.setattr(mapbuffer, "COMPILED", False)
+    monkeypatch.setattr(formats, "split_lines", formats.py_split_lines)
+    monkeypatch.setattr(formats, "COMPILED", False)
+    path = corpus(tmp_path)
+    lines, _ = run_job(tmp_path, UserFunctions(mapper, summing, summing), path)
+    assert sorted(lines) == reference(path)
+    err = capsys.readouterr().err
+    assert "kubemr.engine._tally is not compiled" in err
+    assert "kubemr.engine._lines is not compiled" in err
