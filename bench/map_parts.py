@@ -86,7 +86,7 @@ def splitter(data: bytes, rounds: int) -> None:
     blocks = cut(data, formats.BLOCK)
     wide = sum(not b.isascii() for b in blocks)
     ascii_blocks = [b.decode("utf-8", "replace").encode("ascii", "replace") for b in blocks]
-    compiled = formats.split_lines is not formats.py_split_lines
+    compiled = formats.COMPILED
     for label, pieces in ((f"as it is ({wide} of {len(blocks)} blocks hold non-ASCII)", blocks),
                           ("non-ASCII replaced", ascii_blocks)):
         configs = {"python": lambda b: formats.py_split_lines(b, 0, True)}
